@@ -1,0 +1,1 @@
+"""The agent: decorator, pipeline, embedded runtime, HTTP API, proxy and CLI."""

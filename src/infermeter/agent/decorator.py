@@ -1,0 +1,487 @@
+"""``@track``: one GenAI record (and, when traces are exported, one span) per inference call.
+
+Works on sync and async functions, generators and async generators. The hot path builds one
+small :class:`Call` and appends it to the pipeline; usage extraction and the record itself are
+made on the pipeline's thread. A span is only started when an SDK (recording) tracer provider is
+installed; then it is current inside the call, also across ``await`` and ``yield``, so the user's
+own spans nest under it. The user's exceptions propagate unchanged; infermeter's never do.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
+
+from ..records import InferenceRecord, Operation, Source, Status
+from . import runtime
+from .usage import Usage, extract_usage
+
+__all__ = ["track", "measure", "current_call", "Call"]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_perf = time.perf_counter_ns
+_now = time.time_ns
+_CURRENT: contextvars.ContextVar["Call | None"] = contextvars.ContextVar("infermeter_call", default=None)
+
+# -- tracer: a real one only when a recording provider is installed ------------------------------
+_tracer_cache: tuple[Any, Any] = (None, None)
+
+
+def _tracer() -> Any:
+    global _tracer_cache
+    provider = trace.get_tracer_provider()
+    cached_provider, tracer = _tracer_cache
+    if provider is cached_provider:
+        return tracer
+    if isinstance(provider, (ProxyTracerProvider, trace.NoOpTracerProvider)):
+        tracer = None
+    else:
+        from .. import __version__
+
+        tracer = provider.get_tracer("infermeter", __version__)
+    _tracer_cache = (provider, tracer)
+    return tracer
+
+
+def _warn_once(what: str, e: BaseException, _seen: set = set()) -> None:  # noqa: B006 - deliberate
+    key = f"{what}:{type(e).__name__}"
+    if key not in _seen:
+        _seen.add(key)
+        logger.warning("infermeter: %s failed: %r (telemetry only; the call is unaffected)", what, e)
+
+
+class _Spec:
+    """What a decorated function declares: fixed for all its calls."""
+
+    __slots__ = ("model", "provider", "operation", "tenant", "endpoint", "usage_fn", "span_name", "attrs", "streaming")
+
+    def __init__(self, model, provider, operation, tenant, endpoint, usage_fn, streaming=False) -> None:
+        self.model = model
+        self.provider = provider
+        self.operation = operation or Operation.CHAT
+        self.tenant = tenant
+        self.endpoint = endpoint
+        self.usage_fn = usage_fn
+        self.streaming = streaming
+        self.span_name = f"{self.operation} {model}" if model else self.operation
+        attrs = {"gen_ai.operation.name": self.operation}
+        if model:
+            attrs["gen_ai.request.model"] = model
+        if provider:
+            attrs["gen_ai.provider.name"] = provider
+        if endpoint:
+            attrs["code.function.name"] = endpoint
+        self.attrs = attrs
+
+
+class Call:
+    """One tracked call. Inside the call, ``infermeter.current_call()`` returns it, so code can
+    report what the result does not say (``call.set_usage(input_tokens=..., output_tokens=...)``)."""
+
+    __slots__ = (
+        "spec", "start_ns", "t0", "duration_ns", "ttft_ns", "status", "error_type", "result",
+        "usage", "response_model", "tenant", "finish_reason", "chunks", "span", "trace_id", "span_id",
+        "_token", "_ctx_token",
+    )
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.start_ns = _now()
+        self.ttft_ns = None
+        self.status = Status.OK
+        self.error_type = None
+        self.result = None
+        self.usage = None
+        self.response_model = None
+        self.tenant = None
+        self.finish_reason = None
+        self.chunks = 0
+        self.span = None
+        self.trace_id = None
+        self.span_id = None
+        self._ctx_token = None
+        self.t0 = _perf()
+
+    # -- the handle API ---------------------------------------------------------------------------
+    def set_usage(self, input_tokens: int | None = None, output_tokens: int | None = None, cached_tokens: int | None = None) -> None:
+        """Report token counts the result does not carry."""
+        self.usage = Usage(input_tokens, output_tokens, cached_tokens)
+
+    def set_response_model(self, model: str) -> None:
+        self.response_model = model
+
+    def set_tenant(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    def set_finish_reason(self, reason: str) -> None:
+        self.finish_reason = reason
+
+    def first_token(self) -> None:
+        """Mark time to first token now (streams mark it on the first yield by themselves)."""
+        if self.ttft_ns is None:
+            self.ttft_ns = _perf() - self.t0
+
+
+def current_call() -> Call | None:
+    """The innermost tracked call running in this context, or None."""
+    return _CURRENT.get()
+
+
+# -- begin / end --------------------------------------------------------------------------------------
+
+def _begin(spec: _Spec) -> Call:
+    call = Call(spec)
+    tracer = _tracer()
+    if tracer is not None:
+        try:
+            span = tracer.start_span(spec.span_name, kind=SpanKind.CLIENT, attributes=spec.attrs)
+            call.span = span
+            ctx = span.get_span_context()
+            call.trace_id, call.span_id = ctx.trace_id, ctx.span_id
+        except Exception as e:  # noqa: BLE001
+            _warn_once("starting a span", e)
+    return call
+
+
+def _enter(call: Call) -> None:
+    call._token = _CURRENT.set(call)
+    if call.span is not None:
+        call._ctx_token = otel_context.attach(trace.set_span_in_context(call.span))
+
+
+def _exit(call: Call) -> None:
+    if call._ctx_token is not None:
+        otel_context.detach(call._ctx_token)
+        call._ctx_token = None
+    _CURRENT.reset(call._token)
+
+
+def _finish(call: Call, result: Any = None, error: BaseException | None = None, cancelled: bool = False) -> None:
+    """End the call: fix its duration, end the span, hand it to the pipeline. Never raises."""
+    call.duration_ns = _perf() - call.t0
+    try:
+        if error is not None:
+            call.status = Status.ERROR
+            call.error_type = type(error).__qualname__
+        elif cancelled:
+            call.status = Status.CANCELLED
+        call.result = result
+        spec = call.spec
+        if spec.usage_fn is not None and error is None:
+            try:
+                u = spec.usage_fn(result)
+                if u is not None:
+                    call.usage = u if isinstance(u, Usage) else Usage(*u) if isinstance(u, tuple) else Usage(**u)
+            except Exception as e:  # noqa: BLE001
+                _warn_once("the usage= callable", e)
+        if call.span is not None:
+            _end_span(call, error)
+        p = runtime.pipeline()
+        if p is not None:
+            p.submit(_build, call)
+    except Exception as e:  # noqa: BLE001 - a telemetry edge
+        _warn_once("recording a call", e)
+
+
+def _resolve_usage(call: Call) -> Usage | None:
+    if call.usage is not None:
+        return call.usage
+    if call.result is not None:
+        return extract_usage(call.result)
+    return None
+
+
+def _end_span(call: Call, error: BaseException | None) -> None:
+    span = call.span
+    u = _resolve_usage(call)
+    if u is not None:
+        call.usage = u
+        attrs = {}
+        if u.input_tokens is not None:
+            attrs["gen_ai.usage.input_tokens"] = u.input_tokens
+        if u.output_tokens is not None:
+            attrs["gen_ai.usage.output_tokens"] = u.output_tokens
+        if u.cached_tokens is not None:
+            attrs["gen_ai.usage.cache_read.input_tokens"] = u.cached_tokens
+        if u.response_model:
+            attrs["gen_ai.response.model"] = u.response_model
+        if u.finish_reason:
+            attrs["gen_ai.response.finish_reasons"] = (u.finish_reason,)
+        span.set_attributes(attrs)
+    elif call.chunks and call.spec.streaming:
+        span.set_attribute("gen_ai.usage.output_tokens", call.chunks)
+    if call.ttft_ns is not None:
+        span.set_attribute("gen_ai.server.time_to_first_token", call.ttft_ns / 1e9)
+    if error is not None:
+        span.set_attribute("error.type", call.error_type)
+        span.set_status(StatusCode.ERROR, str(error)[:200])
+    span.end()
+    call.result = None  # usage is resolved; do not keep the result alive
+
+
+def _build(call: Call) -> InferenceRecord:
+    """Runs on the pipeline thread: turn a finished call into its record."""
+    spec = call.spec
+    u = _resolve_usage(call)
+    estimated = False
+    inp = out = cached = None
+    resp_model = call.response_model
+    finish = call.finish_reason
+    if u is not None:
+        inp, out, cached = u.input_tokens, u.output_tokens, u.cached_tokens
+        resp_model = resp_model or u.response_model
+        finish = finish or u.finish_reason
+    if out is None and spec.streaming and call.chunks:
+        out, estimated = call.chunks, True  # one streamed chunk ~ one token: flagged as an estimate
+    return InferenceRecord(
+        start_time_ns=call.start_ns,
+        duration_s=call.duration_ns / 1e9,
+        operation=spec.operation,
+        source=Source.DECORATOR,
+        status=call.status,
+        trace_id=call.trace_id,
+        span_id=call.span_id,
+        ttft_s=None if call.ttft_ns is None else call.ttft_ns / 1e9,
+        request_model=spec.model,
+        response_model=resp_model,
+        provider=spec.provider,
+        endpoint=spec.endpoint,
+        tenant=call.tenant or spec.tenant,
+        error_type=call.error_type,
+        finish_reason=finish,
+        streaming=spec.streaming,
+        input_tokens=inp,
+        output_tokens=out,
+        cached_tokens=cached,
+        tokens_estimated=estimated,
+    )
+
+
+# -- wrappers ---------------------------------------------------------------------------------------
+
+def _wrap_function(fn: Callable, spec: _Spec) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not runtime.ENABLED:
+            return fn(*args, **kwargs)
+        call = _begin(spec)
+        _enter(call)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            _exit(call)
+            _finish(call, error=e)
+            raise
+        _exit(call)
+        _finish(call, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_coroutine(fn: Callable, spec: _Spec) -> Callable:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not runtime.ENABLED:
+            return await fn(*args, **kwargs)
+        call = _begin(spec)
+        _enter(call)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as e:
+            _exit(call)
+            _finish(call, error=e)
+            raise
+        _exit(call)
+        _finish(call, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_generator(fn: Callable, spec: _Spec) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not runtime.ENABLED:
+            return (yield from fn(*args, **kwargs))
+        call = _begin(spec)
+        _enter(call)
+        try:
+            gen = fn(*args, **kwargs)
+        except BaseException as e:
+            _exit(call)
+            _finish(call, error=e)
+            raise
+        _exit(call)
+        last = None
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            _enter(call)
+            try:
+                if to_throw is not None:
+                    exc, to_throw = to_throw, None
+                    item = gen.throw(exc)
+                else:
+                    item = gen.send(to_send)
+            except StopIteration as stop:
+                _exit(call)
+                _finish(call, last)
+                return stop.value
+            except BaseException as e:
+                _exit(call)
+                _finish(call, last, error=e)
+                raise
+            _exit(call)
+            if call.ttft_ns is None:
+                call.ttft_ns = _perf() - call.t0
+            call.chunks += 1
+            last = item
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                try:
+                    gen.close()
+                finally:
+                    _finish(call, last, cancelled=True)
+                raise
+            except BaseException as e:
+                to_throw = e
+
+    return wrapper
+
+
+def _wrap_async_generator(fn: Callable, spec: _Spec) -> Callable:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not runtime.ENABLED:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        call = _begin(spec)
+        _enter(call)
+        try:
+            agen = fn(*args, **kwargs)
+        except BaseException as e:
+            _exit(call)
+            _finish(call, error=e)
+            raise
+        _exit(call)
+        last = None
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            _enter(call)
+            try:
+                if to_throw is not None:
+                    exc, to_throw = to_throw, None
+                    item = await agen.athrow(exc)
+                else:
+                    item = await agen.asend(to_send)
+            except StopAsyncIteration:
+                _exit(call)
+                _finish(call, last)
+                return
+            except BaseException as e:
+                _exit(call)
+                _finish(call, last, error=e)
+                raise
+            _exit(call)
+            if call.ttft_ns is None:
+                call.ttft_ns = _perf() - call.t0
+            call.chunks += 1
+            last = item
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                try:
+                    await agen.aclose()
+                finally:
+                    _finish(call, last, cancelled=True)
+                raise
+            except BaseException as e:
+                to_throw = e
+
+    return wrapper
+
+
+@overload
+def track(fn: F) -> F: ...
+@overload
+def track(
+    fn: None = None, *, model: str | None = None, provider: str | None = None, operation: str | None = None,
+    tenant: str | None = None, endpoint: str | None = None, usage: Callable[[Any], Any] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def track(fn=None, *, model=None, provider=None, operation=None, tenant=None, endpoint=None, usage=None):
+    """Track an inference function: ``@track`` or ``@track(model="llama-3-8b", provider="vllm")``.
+
+    ``usage`` is an optional callable ``result -> Usage | (input, output[, cached]) | dict`` for
+    results infermeter cannot read by itself. ``endpoint`` defaults to the function's qualified name.
+    """
+
+    def decorate(f: F) -> F:
+        ep = endpoint or f"{f.__module__}.{f.__qualname__}"
+        if inspect.isasyncgenfunction(f):
+            return _wrap_async_generator(f, _Spec(model, provider, operation, tenant, ep, usage, True))  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(f):
+            return _wrap_generator(f, _Spec(model, provider, operation, tenant, ep, usage, True))  # type: ignore[return-value]
+        if inspect.iscoroutinefunction(f):
+            return _wrap_coroutine(f, _Spec(model, provider, operation, tenant, ep, usage))  # type: ignore[return-value]
+        return _wrap_function(f, _Spec(model, provider, operation, tenant, ep, usage))  # type: ignore[return-value]
+
+    if fn is not None:
+        if not callable(fn):
+            raise TypeError("@track takes keyword arguments: @track(model=...)")
+        return decorate(fn)
+    return decorate
+
+
+class measure:
+    """Context-manager form for code that is not one function::
+
+        with infermeter.measure(model="llama-3-8b") as call:
+            out = engine.generate(prompt)
+            call.set_usage(input_tokens=len(prompt_ids), output_tokens=len(out.token_ids))
+
+    Each ``with`` makes a fresh :class:`Call`, so one ``measure`` object may be reused and nested.
+    Works with ``async with`` too.
+    """
+
+    __slots__ = ("_spec",)
+
+    def __init__(self, *, model: str | None = None, provider: str | None = None, operation: str | None = None,
+                 tenant: str | None = None, endpoint: str | None = None, streaming: bool = False) -> None:
+        self._spec = _Spec(model, provider, operation, tenant, endpoint, None, streaming)
+
+    def __enter__(self) -> Call:
+        call = _begin(self._spec)
+        _enter(call)
+        return call
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        call = _CURRENT.get()  # ours: with-blocks nest, and each context has its own
+        if call is None:
+            return False
+        _exit(call)
+        _finish(call, error=exc)
+        return False
+
+    async def __aenter__(self) -> Call:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(exc_type, exc, tb)

@@ -1,0 +1,1 @@
+"""Cost: the price catalog, pricing of records, attribution of instance cost, energy and carbon."""

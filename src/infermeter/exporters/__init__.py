@@ -1,0 +1,1 @@
+"""Exporters: OTLP traces and metrics, Prometheus /metrics, FOCUS cost files, fleet Parquet."""

@@ -1,0 +1,104 @@
+"""The records that flow through infermeter, named after the OpenTelemetry GenAI conventions.
+
+Units are in field names; unknown is ``None`` (never 0, never a sentinel string).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from decimal import Decimal
+
+__all__ = [
+    "InferenceRecord",
+    "Operation",
+    "Source",
+    "Status",
+    "CostSource",
+    "RECORD_FIELDS",
+]
+
+
+class Operation:
+    """``gen_ai.operation.name`` values."""
+
+    CHAT = "chat"
+    TEXT_COMPLETION = "text_completion"
+    EMBEDDINGS = "embeddings"
+    GENERATE_CONTENT = "generate_content"
+    RESPONSES = "responses"
+    INFERENCE = "inference"  # a model call of no GenAI kind (KServe/Triton, plain HTTP)
+    OTHER = "other"
+
+
+class Source:
+    """Where a record came from."""
+
+    DECORATOR = "decorator"
+    PROXY = "proxy"
+    OTLP = "otlp"
+    SIMULATOR = "simulator"
+
+
+class Status:
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class CostSource:
+    """Provenance of ``cost_usd``: ``gen_ai.usage.cost.source``."""
+
+    PROVIDER = "provider"  # reported by the API in its response
+    CATALOG = "catalog"  # token prices from the catalog
+    GPU_TIME = "gpu_time"  # share of a self-hosted instance's price
+    UNPRICED = "unpriced"  # no price known: never shown as $0
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRecord:
+    """One inference call: a decorated function call, a proxied request or a received span.
+
+    Prompt and response text are never part of a record; ``prompt_hash`` (a 64-bit hash of the
+    prompt, only when hashing is enabled) is enough to detect repeats for cache recommendations.
+    """
+
+    start_time_ns: int  # wall clock, time.time_ns() at the start
+    duration_s: float
+    operation: str = Operation.CHAT  # gen_ai.operation.name
+    source: str = Source.DECORATOR
+    status: str = Status.OK
+    trace_id: int | None = None  # 128-bit, as in OTel
+    span_id: int | None = None  # 64-bit
+    ttft_s: float | None = None  # gen_ai.server.time_to_first_token (first content event)
+    request_model: str | None = None  # gen_ai.request.model
+    response_model: str | None = None  # gen_ai.response.model
+    provider: str | None = None  # gen_ai.provider.name (openai, vllm, ollama, ...)
+    endpoint: str | None = None  # function name, or the HTTP route
+    server_address: str | None = None  # server.address[:port] of the model server
+    tenant: str | None = None
+    error_type: str | None = None  # error.type
+    finish_reason: str | None = None  # gen_ai.response.finish_reasons[0]
+    streaming: bool = False
+    input_tokens: int | None = None  # gen_ai.usage.input_tokens
+    output_tokens: int | None = None  # gen_ai.usage.output_tokens
+    cached_tokens: int | None = None  # gen_ai.usage.cache_read.input_tokens
+    tokens_estimated: bool = False  # counts were estimated, not reported
+    request_bytes: int | None = None
+    response_bytes: int | None = None
+    http_status: int | None = None
+    cost_usd: Decimal | None = None  # gen_ai.usage.cost.amount
+    cost_currency: str | None = None  # gen_ai.usage.cost.currency
+    cost_source: str | None = None  # gen_ai.usage.cost.source (CostSource)
+    prompt_hash: int | None = None  # signed 64-bit hash of the prompt, opt-in
+
+    @property
+    def model(self) -> str | None:
+        """The model a report groups by: the requested one if known (stable across versions), else the response model."""
+        return self.request_model or self.response_model
+
+    @property
+    def end_time_ns(self) -> int:
+        return self.start_time_ns + int(self.duration_s * 1e9)
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(InferenceRecord))

@@ -1,0 +1,1 @@
+"""Recommendations: one module per rule, and the engine that runs them."""

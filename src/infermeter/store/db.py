@@ -1,0 +1,237 @@
+"""The DuckDB store: one file, one writer thread, batched appends.
+
+Writes arrive as ``(table, rows)`` jobs on a bounded queue and are appended with DuckDB's
+appender in batches by a single writer thread; a full queue drops and counts. Reads take
+their own cursor, so any thread may query while the writer writes.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
+from typing import Any
+
+from ..errors import StoreError
+from ..records import RECORD_FIELDS, InferenceRecord
+from . import lock
+from .migrations import all_migrations
+
+__all__ = ["Store", "open_store", "SCHEMA_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = all_migrations()[-1].version
+
+_record_row = attrgetter(*RECORD_FIELDS)
+
+
+def _connect(path: str, read_only: bool) -> Any:
+    import duckdb
+
+    config = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "true"}
+    try:
+        return duckdb.connect(path, read_only=read_only, config=config)
+    except duckdb.IOException as e:
+        msg = str(e)
+        if "lock" in msg.lower():
+            raise lock.locked_error(path, msg) from e
+        raise StoreError(f"cannot open store {path}: {msg}") from e
+    except duckdb.Error as e:
+        raise StoreError(f"cannot open store {path}: {e}") from e
+
+
+def migrate(con: Any) -> int:
+    """Apply every migration newer than the store's version; returns the version reached."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    for m in all_migrations():
+        if m.version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for stmt in m.statements:
+                con.execute(stmt)
+            con.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)", [m.version, m.description])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        current = m.version
+    return current
+
+
+class Store:
+    """A DuckDB file and its single writer thread.
+
+    ``submit(table, rows)`` never blocks; ``force_flush()`` waits until everything submitted
+    before it is on disk (committed); ``shutdown()`` flushes, checkpoints and closes.
+    """
+
+    def __init__(self, path: str, *, read_only: bool = False, max_queued_rows: int = 1_000_000, api_url: str | None = None) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.max_queued_rows = max_queued_rows
+        self.dropped_rows = 0
+        self.written_rows = 0
+        self.write_errors = 0
+        self._api_url = api_url
+        self._jobs: collections.deque = collections.deque()
+        self._queued_rows = 0
+        self._cv = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._appenders: dict[str, Any] = {}
+        self._con = _connect(path, read_only)
+        if not read_only:
+            try:
+                self.schema_version = migrate(self._con)
+            except Exception as e:
+                self._con.close()
+                raise StoreError(f"cannot migrate store {path}: {e}") from e
+            lock.write_marker(path, api_url)
+        else:
+            self.schema_version = self._version_or_zero()
+
+    # -- reads --------------------------------------------------------------------------------
+    def cursor(self) -> Any:
+        """A new cursor for this thread (DuckDB connections are not shared across threads)."""
+        return self._con.cursor()
+
+    def query(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        from . import queries
+
+        cur = self.cursor()
+        try:
+            return queries.run(cur, name, **params)
+        finally:
+            cur.close()
+
+    def _version_or_zero(self) -> int:
+        try:
+            return self._con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        except Exception:  # noqa: BLE001 - an empty or foreign file
+            return 0
+
+    # -- writes -------------------------------------------------------------------------------
+    def start(self) -> "Store":
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="infermeter-store-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def submit(self, table: str, rows: Sequence[Sequence[Any]]) -> bool:
+        """Queue rows for ``table``; False (and counted) when the queue is full or closed."""
+        n = len(rows)
+        if not n:
+            return True
+        with self._cv:
+            if self._closed or self._queued_rows + n > self.max_queued_rows:
+                self.dropped_rows += n
+                return False
+            self._jobs.append((table, rows))
+            self._queued_rows += n
+            self._cv.notify()
+        return True
+
+    def write_records(self, records: Iterable[InferenceRecord]) -> bool:
+        return self.submit("requests", [_record_row(r) for r in records])
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every job submitted before this call is committed. True when it was."""
+        if self._thread is None:
+            return not self._jobs
+        done = threading.Event()
+        with self._cv:
+            if self._closed and not self._thread.is_alive():
+                return not self._jobs
+            self._jobs.append((None, done))
+            self._cv.notify()
+        return done.wait(timeout_s)
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Flush, stop the writer, checkpoint and close. Idempotent."""
+        with self._cv:
+            if self._closed:
+                return
+            self._closed = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("store writer did not stop within %.1fs; %d rows may be lost", timeout_s, self._queued_rows)
+                return
+        try:
+            if not self.read_only:
+                self._con.execute("CHECKPOINT")
+        except Exception as e:  # noqa: BLE001 - closing anyway
+            logger.debug("checkpoint failed: %s", e)
+        finally:
+            self._con.close()
+            if not self.read_only:
+                lock.remove_marker(self.path)
+
+    close = shutdown
+
+    # -- writer thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._closed:
+                    self._cv.wait()
+                jobs = list(self._jobs)
+                self._jobs.clear()
+                self._queued_rows = 0
+                closing = self._closed
+            self._write(jobs)
+            if closing and not self._jobs:
+                return
+
+    def _write(self, jobs: list) -> None:
+        markers = []
+        by_table: dict[str, list] = {}
+        for table, rows in jobs:
+            if table is None:
+                markers.append(rows)
+            else:
+                by_table.setdefault(table, []).extend(rows)
+        for table, rows in by_table.items():
+            try:
+                app = self._appenders.get(table)
+                if app is None:
+                    app = self._appenders[table] = self._con.appender(table)
+                app.append_rows(rows)
+                app.flush()
+                self.written_rows += len(rows)
+            except Exception as e:  # noqa: BLE001 - a thread edge: count, log once, go on
+                self._appenders.pop(table, None)
+                self.write_errors += 1
+                self.dropped_rows += len(rows)
+                if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                    logger.error("store write to %s failed (%d rows dropped, %d failures so far): %s", table, len(rows), self.write_errors, e)
+        for ev in markers:
+            ev.set()
+
+
+def open_store(path: str, *, read_only: bool = False, api_url: str | None = None) -> Store:
+    """Open (creating and migrating) a store; raises StoreLockedError/StoreError with a clear message."""
+    if read_only and not os.path.exists(path):
+        raise StoreError(f"no store at {path}: run `infermeter demo`, or point --db at an existing file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not read_only and not os.path.isdir(parent):
+        raise StoreError(f"cannot create store {path}: directory {parent} does not exist")
+    if not read_only and not os.access(parent, os.W_OK):
+        raise StoreError(f"cannot write store {path}: directory {parent} is not writable")
+    return Store(path, read_only=read_only, api_url=api_url)
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,1 @@
+"""The Textual terminal UI (`infermeter top`). Nothing else in infermeter imports this package."""

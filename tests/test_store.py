@@ -1,0 +1,98 @@
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from infermeter.errors import StoreError, StoreLockedError
+from infermeter.records import RECORD_FIELDS, InferenceRecord
+from infermeter.store import SCHEMA_VERSION, open_store
+from infermeter.store.migrations import all_migrations
+
+
+def rec(i: int = 0, **kw) -> InferenceRecord:
+    base = dict(start_time_ns=time.time_ns() + i, duration_s=0.25, request_model="m", input_tokens=10, output_tokens=i,
+                trace_id=(1 << 127) + i, span_id=(1 << 63) + i)
+    base.update(kw)
+    return InferenceRecord(**base)
+
+
+def test_schema_is_migrated_and_versioned(db_path):
+    s = open_store(db_path)
+    s.shutdown()
+    con = duckdb.connect(db_path, read_only=True)
+    versions = [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()]
+    assert versions == [m.version for m in all_migrations()]
+    assert versions[-1] == SCHEMA_VERSION
+    cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name='requests' ORDER BY ordinal_position").fetchall()]
+    assert tuple(cols) == RECORD_FIELDS
+    con.close()
+    # reopening applies nothing twice
+    s = open_store(db_path)
+    assert s.schema_version == SCHEMA_VERSION
+    s.shutdown()
+
+
+def test_records_roundtrip_exactly(db_path):
+    s = open_store(db_path).start()
+    r = rec(3, cost_usd=Decimal("0.000001234"), cost_currency="USD", cost_source="catalog", tenant="t1",
+            tokens_estimated=True, prompt_hash=-42, streaming=True, ttft_s=0.01)
+    s.write_records([r])
+    assert s.force_flush(5)
+    row = s.cursor().execute("SELECT * FROM requests").fetchone()
+    assert dict(zip(RECORD_FIELDS, row)) == {f: getattr(r, f) for f in RECORD_FIELDS}
+    s.shutdown()
+    s.shutdown()  # idempotent
+
+
+def test_full_queue_drops_and_counts(db_path):
+    s = open_store(db_path)  # writer not started: nothing drains
+    s.max_queued_rows = 5
+    assert s.write_records([rec(i) for i in range(4)])
+    assert not s.write_records([rec(i) for i in range(4)])
+    assert s.dropped_rows == 4
+    s.start()
+    assert s.force_flush(5)
+    assert s.query("requests.count")[0]["n"] == 4
+    s.shutdown()
+
+
+def test_second_process_gets_a_clear_error_naming_the_holder(db_path, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, infermeter; infermeter.configure(db=sys.argv[1], api='127.0.0.1:0'); print('ready', flush=True); sys.stdin.read()", db_path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError) as e:
+            open_store(db_path)
+        assert e.value.pid == holder.pid
+        assert str(holder.pid) in str(e.value)
+        assert e.value.agent_url and e.value.agent_url.startswith("http://127.0.0.1:")
+        assert "--agent" in str(e.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+
+
+def test_unwritable_locations_are_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(str(tmp_path / "no" / "such" / "x.duckdb"))
+    # /proc refuses new files even to root: DuckDB's own error, wrapped with the path
+    with pytest.raises(StoreError, match="cannot open store /proc/"):
+        open_store("/proc/infermeter-test.duckdb")
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    p = tmp_path / "garbage.duckdb"
+    p.write_bytes(b"this is not a duckdb file" * 100)
+    with pytest.raises(StoreError, match="cannot open store"):
+        open_store(str(p))
+
+
+def test_missing_file_read_only(tmp_path):
+    with pytest.raises(StoreError, match="no store at"):
+        open_store(str(tmp_path / "nope.duckdb"), read_only=True)

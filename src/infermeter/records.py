@@ -5,7 +5,9 @@ Units are in field names; unknown is ``None`` (never 0, never a sentinel string)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+import random
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 __all__ = [
@@ -15,7 +17,18 @@ __all__ = [
     "Status",
     "CostSource",
     "RECORD_FIELDS",
+    "new_request_id",
 ]
+
+
+_rng = random.Random()  # seeded from os.urandom; reseeded in forked children
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
+
+
+def new_request_id() -> int:
+    """A random 63-bit id: the key that ties a request to its cost rows."""
+    return _rng.getrandbits(63)
 
 
 class Operation:
@@ -90,6 +103,7 @@ class InferenceRecord:
     cost_currency: str | None = None  # gen_ai.usage.cost.currency
     cost_source: str | None = None  # gen_ai.usage.cost.source (CostSource)
     prompt_hash: int | None = None  # signed 64-bit hash of the prompt, opt-in
+    request_id: int = field(default_factory=new_request_id)  # random 63-bit key, unique per record
 
     @property
     def model(self) -> str | None:

@@ -33,7 +33,8 @@ STATEMENTS = [
         cost_usd         DECIMAL(18, 9),
         cost_currency    VARCHAR,
         cost_source      VARCHAR,
-        prompt_hash      BIGINT
+        prompt_hash      BIGINT,
+        request_id       UBIGINT NOT NULL
     )
     """,
 ]

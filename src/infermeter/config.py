@@ -152,7 +152,7 @@ class Settings:
     )
     endpoint: str | None = _setting(
         None, ("INFERMETER_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"), _str_or_none,
-        "When set, the decorator exports OTLP there instead of starting an agent in-process.",
+        "When set, the decorator exports OTLP there instead of starting an agent in-process, and an agent exports its spans and metrics there.",
     )
     enabled: bool = _setting(True, "INFERMETER_ENABLED", _bool, "Master switch; false makes @track a pass-through.")
     queue_size: int = _setting(100_000, "INFERMETER_QUEUE_SIZE", _pos_int, "Records buffered before new ones are dropped (and counted).")
@@ -183,6 +183,20 @@ class Settings:
     gpu_hour_usd: float | None = _setting(None, "INFERMETER_GPU_HOUR_USD", _nonneg_float_or_none, "Explicit price per GPU-hour (times the GPU count).")
     region: str | None = _setting(None, "INFERMETER_REGION", _str_or_none, "Cloud region, for grid carbon intensity.")
     price_file: str | None = _setting(None, "INFERMETER_PRICE_FILE", _str_or_none, "User price catalog (TOML/JSON) overriding the shipped one.")
+
+    # -- export (OTLP, receiver) ------------------------------------------------------------
+    otlp_protocol: str = _setting("http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL", _choice("http/protobuf", "grpc"), "OTLP export protocol.")
+    otlp_traces_endpoint: str | None = _setting(None, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _str_or_none, "Full OTLP traces URL (wins over the endpoint + /v1/traces).")
+    otlp_metrics_endpoint: str | None = _setting(None, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", _str_or_none, "Full OTLP metrics URL (wins over the endpoint + /v1/metrics).")
+    traces_exporter: str = _setting("otlp", "OTEL_TRACES_EXPORTER", _choice("otlp", "none"), "Export spans to the OTLP endpoint ('none' to stop).")
+    metrics_exporter: str = _setting(
+        "auto", "OTEL_METRICS_EXPORTER", _choice("auto", "otlp", "none"),
+        "Export metrics to the OTLP endpoint; 'auto' does, except from workers whose INFERMETER_ENDPOINT is an infermeter agent (it makes them from the spans).",
+    )
+    metric_export_interval_ms: int = _setting(60_000, "OTEL_METRIC_EXPORT_INTERVAL", _pos_int, "Milliseconds between OTLP metric exports.")
+    resource_attributes: str | None = _setting(None, "OTEL_RESOURCE_ATTRIBUTES", _str_or_none, "Extra resource attributes of exported telemetry: key=value,key=value.")
+    otlp_forward: str | None = _setting(None, "INFERMETER_OTLP_FORWARD", _str_or_none, "Forward every payload the OTLP receiver accepts, unchanged, to this OTLP/HTTP traces URL.")
+    otlp_max_bytes: int = _setting(8 * 1024 * 1024, "INFERMETER_OTLP_MAX_BYTES", _pos_int, "Largest OTLP payload the receiver accepts (after decompression); larger gets 413.")
 
     # ------------------------------------------------------------------------------------------
     @classmethod

@@ -1,0 +1,246 @@
+"""Records as OpenTelemetry metrics, named by the GenAI and hardware semantic conventions.
+
+:class:`MetricsSink` is a pipeline sink: each record adds to ``gen_ai.client.token.usage``
+(``gen_ai.token.type`` input/output), ``gen_ai.client.operation.duration``,
+``gen_ai.server.request.duration``, ``gen_ai.server.time_to_first_token`` (histograms with the
+conventions' explicit bucket boundaries), ``infermeter.cost`` (USD, by model, tenant and cost
+source) and ``infermeter.requests``. GPU gauges (``hw.gpu.utilization``, ``hw.gpu.memory.usage``,
+``hw.gpu.memory.limit``, ``hw.power``, ``hw.energy``) and the idle cost are observed at collection
+time from a :class:`GpuSource` (the sampler's latest values) and a :class:`CostSource` (the cost
+tables: GPU-time shares priced after ingest, and idle); a source that has nothing yields nothing,
+never zeros.
+
+Whoever reads the meter provider (Prometheus ``/metrics``, an OTLP periodic reader) sees the same
+instruments. Metric values are floats: the exact money lives in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ..records import InferenceRecord
+
+__all__ = [
+    "MetricsSink",
+    "GpuSource",
+    "CostTotal",
+    "CostSource",
+    "TOKEN_BUCKETS",
+    "DURATION_BUCKETS",
+    "TTFT_BUCKETS",
+    "SCOPE",
+]
+
+logger = logging.getLogger(__name__)
+
+SCOPE = "infermeter"
+
+# Explicit bucket boundaries the GenAI semantic conventions specify for each histogram.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class GpuSource(Protocol):
+    """The sampler's latest reading of every GPU (:class:`infermeter.collectors.readings.GpuReading`:
+    ``uuid``, ``name``, ``utilization_pct``, ``mem_used_bytes``, ``mem_total_bytes``, ``power_w``,
+    ``energy_j``); empty when there is none."""
+
+    def __call__(self) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CostTotal:
+    """A cumulative cost the store knows and the records did not carry at ingest, in USD:
+    self-hosted requests' GPU-time shares (``gpu_time``) and unused capacity (``idle``)."""
+
+    amount_usd: Decimal
+    source: str  # gpu_time | idle
+    model: str | None = None
+    tenant: str | None = None
+    resource: str | None = None  # the host (instance) the cost belongs to
+
+
+class CostSource(Protocol):
+    def __call__(self) -> Sequence[CostTotal]: ...
+
+
+def _money_attrs(model: str | None, tenant: str | None, source: str) -> dict[str, Any]:
+    a = {"gen_ai.request.model": model or "(unknown)", "infermeter.cost.source": source}
+    if tenant:
+        a["infermeter.tenant"] = tenant
+    return a
+
+
+def _nothing() -> Sequence[Any]:
+    return ()
+
+
+class MetricsSink:
+    """Pipeline sink: turns each batch of records into GenAI metric points on ``meter_provider``."""
+
+    def __init__(
+        self,
+        meter_provider: Any,
+        gpu_source: GpuSource = _nothing,
+        cost_source: CostSource = _nothing,
+    ) -> None:
+        from .. import __version__
+
+        self.meter_provider = meter_provider
+        self._gpu_source = gpu_source
+        self._cost_source = cost_source
+        self._attrs: dict[tuple, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        m = meter_provider.get_meter(SCOPE, __version__)
+        self._tokens = m.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
+        self._op_duration = m.create_histogram(
+            "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        self._server_duration = m.create_histogram(
+            "gen_ai.server.request.duration", unit="s",
+            description="Generative AI server request duration such as time-to-last byte or last output token.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        self._ttft = m.create_histogram(
+            "gen_ai.server.time_to_first_token", unit="s", description="Time to generate first token for successful responses.",
+            explicit_bucket_boundaries_advisory=TTFT_BUCKETS)
+        self._requests = m.create_counter(
+            "infermeter.requests", unit="{request}", description="Inference requests by model, status and cost source (unpriced included).")
+        # Cost is observed, not added: request costs are summed exactly (Decimal) here and idle cost
+        # comes cumulative from the cost tables, so both live under one instrument.
+        self._cost_totals: dict[tuple, Decimal] = {}
+        m.create_observable_counter("infermeter.cost", [self._observe_cost], unit="USD",
+                                    description="Cost of inference by model, tenant and cost source; source=idle is capacity no request used.")
+        m.create_observable_gauge("hw.gpu.utilization", [self._gpu_cb("utilization_pct", 0.01)], unit="1",
+                                  description="Fraction of time spent in a specific task.")
+        m.create_observable_up_down_counter("hw.gpu.memory.usage", [self._gpu_cb("mem_used_bytes")], unit="By",
+                                            description="GPU memory used.")
+        m.create_observable_up_down_counter("hw.gpu.memory.limit", [self._gpu_cb("mem_total_bytes")], unit="By",
+                                            description="Size of the GPU memory.")
+        m.create_observable_gauge("hw.power", [self._gpu_cb("power_w")], unit="W",
+                                  description="Instantaneous power consumed by the component.")
+        m.create_observable_counter("hw.energy", [self._gpu_cb("energy_j")], unit="J",
+                                    description="Energy consumed by the component.")
+
+    # -- records ------------------------------------------------------------------------------
+    def consume(self, records: Sequence[InferenceRecord]) -> None:
+        tokens, op_d, srv_d, ttft = self._tokens.record, self._op_duration.record, self._server_duration.record, self._ttft.record
+        reqs = self._requests.add
+        costs: dict[tuple, Decimal] = {}
+        for r in records:
+            key, base = self._base_attrs(r)
+            if r.input_tokens is not None:
+                tokens(r.input_tokens, self._with(key, base, "gen_ai.token.type", "input"))
+            if r.output_tokens is not None:
+                tokens(r.output_tokens, self._with(key, base, "gen_ai.token.type", "output"))
+            dur_attrs = self._with(key, base, "error.type", r.error_type) if r.error_type else base
+            op_d(r.duration_s, dur_attrs)
+            srv_d(r.duration_s, dur_attrs)
+            if r.ttft_s is not None and r.error_type is None:
+                ttft(r.ttft_s, base)
+            source = r.cost_source or "unpriced"
+            reqs(1, self._request_attrs(r.model, r.tenant, source, r.status))
+            if r.cost_usd is not None:
+                ck = (r.model, r.tenant, source)
+                costs[ck] = costs.get(ck, 0) + r.cost_usd
+        if costs:
+            with self._lock:
+                totals = self._cost_totals
+                for ck, amount in costs.items():
+                    totals[ck] = totals.get(ck, 0) + amount
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        return True  # points are in the SDK's aggregations already; readers flush themselves
+
+    def _base_attrs(self, r: InferenceRecord) -> tuple[tuple, dict[str, Any]]:
+        key = ("b", r.operation, r.provider, r.request_model, r.response_model, r.server_address)
+        a = self._attrs.get(key)
+        if a is None:
+            a = {"gen_ai.operation.name": r.operation}
+            if r.provider:
+                a["gen_ai.provider.name"] = r.provider
+            if r.request_model:
+                a["gen_ai.request.model"] = r.request_model
+            if r.response_model:
+                a["gen_ai.response.model"] = r.response_model
+            if r.server_address:
+                host, _, port = r.server_address.rpartition(":")
+                if host and port.isdigit():
+                    a["server.address"], a["server.port"] = host, int(port)
+                else:
+                    a["server.address"] = r.server_address
+            a = self._remember(key, a)
+        return key, a
+
+    def _with(self, base_key: tuple, base: dict[str, Any], k: str, v: Any) -> dict[str, Any]:
+        key = ("w", base_key, k, v)
+        a = self._attrs.get(key)
+        if a is None:
+            a = self._remember(key, {**base, k: v})
+        return a
+
+    def _request_attrs(self, model: str | None, tenant: str | None, source: str, status: str) -> dict[str, Any]:
+        key = ("r", model, tenant, source, status)
+        a = self._attrs.get(key)
+        if a is None:
+            a = self._remember(key, {**_money_attrs(model, tenant, source), "infermeter.status": status})
+        return a
+
+    def _remember(self, key: tuple, value: Any) -> Any:
+        # Attribute dicts are cached so a steady stream of records allocates nothing per point.
+        # A pathological key space (random models) resets the cache rather than growing it.
+        if len(self._attrs) > 10_000:
+            self._attrs.clear()
+        self._attrs[key] = value
+        return value
+
+    # -- observed at collection time -------------------------------------------------------------
+    def _gpu_cb(self, field: str, scale: float = 1) -> Callable[[Any], Iterable[Any]]:
+        from opentelemetry.metrics import Observation
+
+        def observe(options: Any) -> Iterable[Any]:
+            out = []
+            for g in self._read("gpu source", self._gpu_source):
+                v = getattr(g, field)
+                if v is None:
+                    continue
+                attrs = {"hw.type": "gpu", "hw.id": g.uuid}
+                if g.name:
+                    attrs["hw.name"] = g.name
+                out.append(Observation(v * scale if scale != 1 else v, attrs))
+            return out
+
+        return observe
+
+    def _observe_cost(self, options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        with self._lock:
+            sums: dict[tuple, Decimal] = {(*k, None): v for k, v in self._cost_totals.items()}
+        for c in self._read("stored cost source", self._cost_source):
+            k = (c.model, c.tenant, c.source, c.resource)
+            sums[k] = sums.get(k, 0) + c.amount_usd
+        out = []
+        for (model, tenant, source, resource), amount in sums.items():
+            attrs = _money_attrs(model, tenant, source)
+            if resource:
+                attrs["infermeter.resource"] = resource
+            out.append(Observation(float(amount), attrs))
+        return out
+
+    def _read(self, what: str, source: Callable[[], Sequence[Any]]) -> Sequence[Any]:
+        try:
+            return source()
+        except Exception as e:  # noqa: BLE001 - a collection edge: no data, logged once
+            if what not in self._warned:
+                self._warned.add(what)
+                logger.warning("infermeter metrics: reading the %s failed: %r (no values reported)", what, e)
+            return ()

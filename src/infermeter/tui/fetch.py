@@ -1,0 +1,108 @@
+"""One poll of every view the TUI shows, off the UI thread; no Textual here.
+
+The poller learns which views the agent serves (``GET /api/v1`` lists its routes; a file source
+knows its own), so a view another part has not shipped yet reads "not available", not an error.
+A source that stops answering makes the whole snapshot ``lost``: the app keeps the last data and
+shows a banner, and the next poll re-learns the views (the agent may have been upgraded).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agent.source import AgentSource, AgentUnavailable, DataSource
+from ..errors import InfermeterError
+
+__all__ = ["Query", "ViewResult", "Snapshot", "Poller", "VIEWS"]
+
+logger = logging.getLogger(__name__)
+
+VIEWS = ("costs", "models", "tenants", "gpus", "host", "recommendations", "requests")
+"""Every view the TUI reads, in the order one poll asks for them."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the user is looking at: window, filters, and (for reproducible screens) a fixed clock."""
+
+    window: str = "1h"
+    model: str | None = None
+    tenant: str | None = None
+    until_ns: int | None = None  # None: the agent's now
+    tail_limit: int = 100
+
+    def params(self, view: str) -> dict[str, Any]:
+        p: dict[str, Any] = {"until_ns": self.until_ns}
+        if view in ("models", "tenants", "requests"):
+            p.update(model=self.model, tenant=self.tenant)
+        if view == "requests":
+            p["limit"] = self.tail_limit
+        else:
+            p["since"] = self.window
+        return p
+
+
+@dataclass
+class ViewResult:
+    data: dict[str, Any] | None = None
+    missing: bool = False  # the agent has no such view
+    error: str | None = None
+
+
+@dataclass
+class Snapshot:
+    query: Query
+    views: dict[str, ViewResult] = field(default_factory=dict)
+    lost: str | None = None  # why the source did not answer; the views are then empty
+    fetched_ns: int = 0
+
+    def get(self, name: str) -> ViewResult:
+        return self.views.get(name) or ViewResult(missing=True)
+
+
+class Poller:
+    """Asks a :class:`DataSource` for every view; safe to call from one worker thread at a time."""
+
+    def __init__(self, source: DataSource) -> None:
+        self.source = source
+        self.available: set[str] | None = None
+
+    def _learn_views(self) -> set[str]:
+        if isinstance(self.source, AgentSource):
+            index = self.source.get("/api/v1")
+            prefix = "GET /api/v1/"
+            return {r[len(prefix):] for r in index.get("routes", []) if r.startswith(prefix)}
+        from ..agent.views import views
+
+        return set(views())
+
+    def fetch(self, query: Query) -> Snapshot:
+        snap = Snapshot(query, fetched_ns=query.until_ns or time.time_ns())
+        try:
+            if self.available is None:
+                self.available = self._learn_views()
+            for name in VIEWS:
+                if name not in self.available:
+                    snap.views[name] = ViewResult(missing=True)
+                    continue
+                try:
+                    snap.views[name] = ViewResult(self.source.view(name, **query.params(name)))
+                except AgentUnavailable:
+                    raise
+                except InfermeterError as e:
+                    snap.views[name] = ViewResult(error=str(e))
+                except Exception as e:  # noqa: BLE001 - one broken view must not blank the others
+                    logger.debug("view %s failed", name, exc_info=True)
+                    snap.views[name] = ViewResult(error=f"{type(e).__name__}: {e}")
+        except AgentUnavailable as e:
+            self.available = None
+            snap.views.clear()
+            snap.lost = str(e)
+        except Exception as e:  # noqa: BLE001 - a thread edge: the UI shows it and polls again
+            logger.debug("poll failed", exc_info=True)
+            snap.views.clear()
+            snap.lost = f"{type(e).__name__}: {e}"
+        return snap

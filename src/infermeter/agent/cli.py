@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": "infermeter.agent.commands.demo",
     "report": "infermeter.agent.commands.report",
     "config": "infermeter.agent.commands.config",
+    "top": "infermeter.agent.commands.top",
     "run": "infermeter.agent.commands.run",
 }
 

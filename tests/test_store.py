@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from infermeter.errors import StoreError, StoreLockedError
-from infermeter.records import RECORD_FIELDS, InferenceRecord
+from infermeter.records import RECORD_FIELDS, InferenceRecord, new_request_id
 from infermeter.store import SCHEMA_VERSION, open_store
 from infermeter.store.migrations import all_migrations
 
@@ -39,11 +39,14 @@ def test_schema_is_migrated_and_versioned(db_path):
 def test_records_roundtrip_exactly(db_path):
     s = open_store(db_path).start()
     r = rec(3, cost_usd=Decimal("0.000001234"), cost_currency="USD", cost_source="catalog", tenant="t1",
-            tokens_estimated=True, prompt_hash=-42, streaming=True, ttft_s=0.01)
+            tokens_estimated=True, prompt_hash=-42, streaming=True, ttft_s=0.01, request_id=new_request_id())
     s.write_records([r])
     assert s.force_flush(5)
     row = s.cursor().execute("SELECT * FROM requests").fetchone()
-    assert dict(zip(RECORD_FIELDS, row)) == {f: getattr(r, f) for f in RECORD_FIELDS}
+    assert dict(zip(RECORD_FIELDS, row)) == r._asdict()
+    s.write_records([rec(4)])  # no id given: the store gives it one
+    assert s.force_flush(5)
+    assert s.cursor().execute("SELECT count(DISTINCT request_id) FROM requests WHERE request_id IS NOT NULL").fetchone()[0] == 2
     s.shutdown()
     s.shutdown()  # idempotent
 
@@ -96,3 +99,21 @@ def test_not_a_database_is_a_clear_error(tmp_path):
 def test_missing_file_read_only(tmp_path):
     with pytest.raises(StoreError, match="no store at"):
         open_store(str(tmp_path / "nope.duckdb"), read_only=True)
+
+
+def test_big_batches_roundtrip_exactly_through_both_insert_paths(db_path):
+    """Batches of 256+ rows go column-wise through Arrow (when installed), small ones through the
+    appender; 128-bit trace ids, decimals and NULLs must come back identical either way."""
+    s = open_store(db_path).start()
+    big = [rec(i, trace_id=(1 << 128) - 1 - i if i % 3 else None, cost_usd=Decimal(i) / Decimal(10**9) if i % 2 else None,
+               request_id=new_request_id(), tenant=None if i % 5 else f"t{i}") for i in range(300)]
+    small = [rec(1000 + i, request_id=new_request_id()) for i in range(3)]
+    s.write_records(big)
+    s.write_records(small)
+    assert s.force_flush(10)
+    got = {row[-1]: row for row in s.cursor().execute("SELECT * FROM requests").fetchall()}
+    assert len(got) == 303
+    for r in big + small:
+        assert got[r.request_id] == tuple(r)
+    assert s.write_errors == 0
+    s.shutdown()

@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
 
-from ..records import InferenceRecord, Operation, Source, Status
+from ..records import InferenceRecord, Operation, Source, Status, new_request_id
 from . import runtime
 from .usage import Usage, extract_usage
 
@@ -36,15 +36,24 @@ _now = time.time_ns
 _CURRENT: contextvars.ContextVar["Call | None"] = contextvars.ContextVar("infermeter_call", default=None)
 
 # -- tracer: a real one only when a recording provider is installed ------------------------------
-_tracer_cache: tuple[Any, Any] = (None, None)
+# trace.get_tracer_provider() looks up os.environ on every call (~1 µs); the API's global is read
+# directly instead, with the public function as the fallback should that private name go away.
+_NO_PROVIDER = object()
+_tracer_cache: tuple[Any, Any] = (_NO_PROVIDER, None)
+_HAS_GLOBAL = hasattr(trace, "_TRACER_PROVIDER")
 
 
 def _tracer() -> Any:
     global _tracer_cache
-    provider = trace.get_tracer_provider()
+    provider = trace._TRACER_PROVIDER if _HAS_GLOBAL else trace.get_tracer_provider()
     cached_provider, tracer = _tracer_cache
     if provider is cached_provider:
         return tracer
+    if provider is None:  # nothing set in code: the environment may still name a provider
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, (ProxyTracerProvider, trace.NoOpTracerProvider)):
+            _tracer_cache = (None, None)
+            return None
     if isinstance(provider, (ProxyTracerProvider, trace.NoOpTracerProvider)):
         tracer = None
     else:
@@ -90,28 +99,27 @@ class Call:
     """One tracked call. Inside the call, ``infermeter.current_call()`` returns it, so code can
     report what the result does not say (``call.set_usage(input_tokens=..., output_tokens=...)``)."""
 
-    __slots__ = (
-        "spec", "start_ns", "t0", "duration_ns", "ttft_ns", "status", "error_type", "result",
-        "usage", "response_model", "tenant", "finish_reason", "chunks", "span", "trace_id", "span_id",
-        "_token", "_ctx_token",
-    )
+    # Class-level defaults: a call only stores what differs, which keeps __init__ to four
+    # assignments on the hot path (no __slots__ on purpose: slots cannot have class defaults).
+    duration_ns = 0
+    ttft_ns: int | None = None
+    status = Status.OK
+    error_type: str | None = None
+    result: Any = None
+    usage: Usage | None = None
+    response_model: str | None = None
+    tenant: str | None = None
+    finish_reason: str | None = None
+    chunks = 0
+    span: Any = None
+    trace_id: int | None = None
+    span_id: int | None = None
+    _token: Any = None
+    _ctx_token: Any = None
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
         self.start_ns = _now()
-        self.ttft_ns = None
-        self.status = Status.OK
-        self.error_type = None
-        self.result = None
-        self.usage = None
-        self.response_model = None
-        self.tenant = None
-        self.finish_reason = None
-        self.chunks = 0
-        self.span = None
-        self.trace_id = None
-        self.span_id = None
-        self._ctx_token = None
         self.t0 = _perf()
 
     # -- the handle API ---------------------------------------------------------------------------
@@ -169,46 +177,44 @@ def _exit(call: Call) -> None:
 
 
 def _finish(call: Call, result: Any = None, error: BaseException | None = None, cancelled: bool = False) -> None:
-    """End the call: fix its duration, end the span, hand it to the pipeline. Never raises."""
-    call.duration_ns = _perf() - call.t0
+    """End the call: fix its duration, end the span, queue its record. Never raises.
+
+    The record is built here, not on the pipeline thread: then nothing but plain values is
+    queued (no reference to the user's result survives the call), and the call object dies at
+    once, which keeps the garbage collector's work flat however deep the queue gets.
+    """
+    duration_ns = _perf() - call.t0
     try:
         if error is not None:
             call.status = Status.ERROR
             call.error_type = type(error).__qualname__
         elif cancelled:
             call.status = Status.CANCELLED
-        call.result = result
         spec = call.spec
-        if spec.usage_fn is not None and error is None:
-            try:
-                u = spec.usage_fn(result)
-                if u is not None:
-                    call.usage = u if isinstance(u, Usage) else Usage(*u) if isinstance(u, tuple) else Usage(**u)
-            except Exception as e:  # noqa: BLE001
-                _warn_once("the usage= callable", e)
+        usage = call.usage
+        if usage is None:
+            if spec.usage_fn is not None and error is None:
+                try:
+                    u = spec.usage_fn(result)
+                    if u is not None:
+                        usage = u if isinstance(u, Usage) else Usage(*u) if isinstance(u, tuple) else Usage(**u)
+                except Exception as e:  # noqa: BLE001
+                    _warn_once("the usage= callable", e)
+            elif result is not None:
+                usage = extract_usage(result)
         if call.span is not None:
-            _end_span(call, error)
+            _end_span(call, usage, error)
         p = runtime.pipeline()
         if p is not None:
-            p.submit(_build, call)
+            p.submit_record(_record(call, duration_ns, usage))
     except Exception as e:  # noqa: BLE001 - a telemetry edge
         _warn_once("recording a call", e)
 
 
-def _resolve_usage(call: Call) -> Usage | None:
-    if call.usage is not None:
-        return call.usage
-    if call.result is not None:
-        return extract_usage(call.result)
-    return None
-
-
-def _end_span(call: Call, error: BaseException | None) -> None:
+def _end_span(call: Call, u: Usage | None, error: BaseException | None) -> None:
     span = call.span
-    u = _resolve_usage(call)
+    attrs: dict[str, Any] = {}
     if u is not None:
-        call.usage = u
-        attrs = {}
         if u.input_tokens is not None:
             attrs["gen_ai.usage.input_tokens"] = u.input_tokens
         if u.output_tokens is not None:
@@ -219,22 +225,20 @@ def _end_span(call: Call, error: BaseException | None) -> None:
             attrs["gen_ai.response.model"] = u.response_model
         if u.finish_reason:
             attrs["gen_ai.response.finish_reasons"] = (u.finish_reason,)
-        span.set_attributes(attrs)
     elif call.chunks and call.spec.streaming:
-        span.set_attribute("gen_ai.usage.output_tokens", call.chunks)
+        attrs["gen_ai.usage.output_tokens"] = call.chunks
     if call.ttft_ns is not None:
-        span.set_attribute("gen_ai.server.time_to_first_token", call.ttft_ns / 1e9)
+        attrs["gen_ai.server.time_to_first_token"] = call.ttft_ns / 1e9
     if error is not None:
-        span.set_attribute("error.type", call.error_type)
+        attrs["error.type"] = call.error_type
         span.set_status(StatusCode.ERROR, str(error)[:200])
+    if attrs:
+        span.set_attributes(attrs)
     span.end()
-    call.result = None  # usage is resolved; do not keep the result alive
 
 
-def _build(call: Call) -> InferenceRecord:
-    """Runs on the pipeline thread: turn a finished call into its record."""
+def _record(call: Call, duration_ns: int, u: Usage | None) -> InferenceRecord:
     spec = call.spec
-    u = _resolve_usage(call)
     estimated = False
     inp = out = cached = None
     resp_model = call.response_model
@@ -246,26 +250,10 @@ def _build(call: Call) -> InferenceRecord:
     if out is None and spec.streaming and call.chunks:
         out, estimated = call.chunks, True  # one streamed chunk ~ one token: flagged as an estimate
     return InferenceRecord(
-        start_time_ns=call.start_ns,
-        duration_s=call.duration_ns / 1e9,
-        operation=spec.operation,
-        source=Source.DECORATOR,
-        status=call.status,
-        trace_id=call.trace_id,
-        span_id=call.span_id,
-        ttft_s=None if call.ttft_ns is None else call.ttft_ns / 1e9,
-        request_model=spec.model,
-        response_model=resp_model,
-        provider=spec.provider,
-        endpoint=spec.endpoint,
-        tenant=call.tenant or spec.tenant,
-        error_type=call.error_type,
-        finish_reason=finish,
-        streaming=spec.streaming,
-        input_tokens=inp,
-        output_tokens=out,
-        cached_tokens=cached,
-        tokens_estimated=estimated,
+        call.start_ns, duration_ns / 1e9, spec.operation, Source.DECORATOR, call.status, call.trace_id,
+        call.span_id, None if call.ttft_ns is None else call.ttft_ns / 1e9, spec.model, resp_model,
+        spec.provider, spec.endpoint, None, call.tenant or spec.tenant, call.error_type, finish,
+        spec.streaming, inp, out, cached, estimated, None, None, None, None, None, None, None, new_request_id(),
     )
 
 

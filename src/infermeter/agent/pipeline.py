@@ -81,7 +81,17 @@ class Pipeline:
         return True
 
     def submit_record(self, record: InferenceRecord) -> bool:
-        return self.submit(_identity, record)
+        """Queue a finished record (the cheapest item: nothing left to build)."""
+        q = self._queue
+        n = len(q)
+        if n >= self.queue_size or self._stopping:
+            with self._drop_lock:
+                self.dropped += 1
+            return False
+        q.append(record)
+        if n == self.batch_size:
+            self._wake.set()
+        return True
 
     @property
     def queued(self) -> int:
@@ -102,7 +112,7 @@ class Pipeline:
             self._drain()
             return self._flush_sinks(timeout_s)
         marker = _Flush()
-        self._queue.append((None, marker))
+        self._queue.append(marker)
         self._wake.set()
         if not marker.event.wait(timeout_s):
             return False
@@ -145,10 +155,15 @@ class Pipeline:
             markers: list[_Flush] = []
             popleft = q.popleft
             for _ in range(min(len(q), self.batch_size)):
-                build, payload = popleft()
-                if build is None:
-                    markers.append(payload)
+                item = popleft()
+                cls = item.__class__
+                if cls is InferenceRecord:
+                    batch.append(item)
+                    continue
+                if cls is _Flush:
+                    markers.append(item)
                     break  # everything before the marker is in this batch
+                build, payload = item
                 try:
                     rec = build(payload)
                 except Exception as e:  # noqa: BLE001 - a bad payload costs one record
@@ -183,10 +198,6 @@ class Pipeline:
 
     def stats(self) -> dict[str, int]:
         return {"queued": len(self._queue), "processed": self.processed, "dropped": self.dropped, "errors": self.errors}
-
-
-def _identity(x: InferenceRecord) -> InferenceRecord:
-    return x
 
 
 class StoreSink:

@@ -13,12 +13,12 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
 from typing import Any
 
 from ..errors import StoreError
-from ..records import RECORD_FIELDS, InferenceRecord
+from ..records import InferenceRecord, new_request_id
 from . import lock
+from .arrow_batch import ArrowInserter, arrow_available
 from .migrations import all_migrations
 
 __all__ = ["Store", "open_store", "SCHEMA_VERSION"]
@@ -26,8 +26,6 @@ __all__ = ["Store", "open_store", "SCHEMA_VERSION"]
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = all_migrations()[-1].version
-
-_record_row = attrgetter(*RECORD_FIELDS)
 
 
 def _connect(path: str, read_only: bool) -> Any:
@@ -88,6 +86,8 @@ class Store:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._appenders: dict[str, Any] = {}
+        self._arrow: dict[str, ArrowInserter] = {}
+        self._use_arrow = arrow_available()
         self._con = _connect(path, read_only)
         if not read_only:
             try:
@@ -143,7 +143,9 @@ class Store:
         return True
 
     def write_records(self, records: Iterable[InferenceRecord]) -> bool:
-        return self.submit("requests", [_record_row(r) for r in records])
+        """Records are rows already (a NamedTuple in column order); only missing ids are filled."""
+        rows = [r if r.request_id is not None else r._replace(request_id=new_request_id()) for r in records]
+        return self.submit("requests", rows)
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every job submitted before this call is committed. True when it was."""
@@ -195,6 +197,27 @@ class Store:
             if closing and not self._jobs:
                 return
 
+    def _append(self, table: str, rows: list) -> None:
+        """Arrow column-wise insert for big batches when pyarrow is present, else the appender."""
+        if len(rows) >= 256 and self._use_arrow:
+            ins = self._arrow.get(table)
+            try:
+                if ins is None:
+                    ins = self._arrow[table] = ArrowInserter(self._con, table)
+                ins.insert(rows)
+                return
+            except Exception as e:  # noqa: BLE001 - e.g. a value Arrow cannot take: the appender can
+                logger.debug("arrow insert into %s failed (%r); using the appender", table, e)
+        app = self._appenders.get(table)
+        if app is None:
+            app = self._appenders[table] = self._con.appender(table)
+        try:
+            app.append_rows(rows)
+            app.flush()
+        except Exception:
+            self._appenders.pop(table, None)
+            raise
+
     def _write(self, jobs: list) -> None:
         markers = []
         by_table: dict[str, list] = {}
@@ -205,14 +228,9 @@ class Store:
                 by_table.setdefault(table, []).extend(rows)
         for table, rows in by_table.items():
             try:
-                app = self._appenders.get(table)
-                if app is None:
-                    app = self._appenders[table] = self._con.appender(table)
-                app.append_rows(rows)
-                app.flush()
+                self._append(table, rows)
                 self.written_rows += len(rows)
             except Exception as e:  # noqa: BLE001 - a thread edge: count, log once, go on
-                self._appenders.pop(table, None)
                 self.write_errors += 1
                 self.dropped_rows += len(rows)
                 if self.write_errors == 1 or self.write_errors % 1000 == 0:

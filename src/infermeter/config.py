@@ -183,6 +183,8 @@ class Settings:
     gpu_hour_usd: float | None = _setting(None, "INFERMETER_GPU_HOUR_USD", _nonneg_float_or_none, "Explicit price per GPU-hour (times the GPU count).")
     region: str | None = _setting(None, "INFERMETER_REGION", _str_or_none, "Cloud region, for grid carbon intensity.")
     price_file: str | None = _setting(None, "INFERMETER_PRICE_FILE", _str_or_none, "User price catalog (TOML/JSON) overriding the shipped one.")
+    attribution_weighting: str = _setting("time", "INFERMETER_ATTRIBUTION_WEIGHTING", _choice("time", "tokens"), "Split each window among its requests by overlap ('time') or overlap x tokens ('tokens').")
+    attribution_delay_s: float = _setting(30.0, "INFERMETER_ATTRIBUTION_DELAY", parse_duration, "Finalise a cost window this long after it closes (requests still running then are re-attributed when they end).")
 
     # -- export (OTLP, receiver) ------------------------------------------------------------
     otlp_protocol: str = _setting("http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL", _choice("http/protobuf", "grpc"), "OTLP export protocol.")

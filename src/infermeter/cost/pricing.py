@@ -1,0 +1,141 @@
+"""Pricing at ingest: a pipeline processor that gives every record its cost provenance.
+
+Order of precedence:
+
+1. ``provider`` -- a cost the API reported (set upstream, e.g. by the proxy): kept untouched.
+2. ``catalog``  -- a hosted-API call whose model and tokens the catalog can price.
+3. ``unpriced`` -- a hosted-API call we cannot price (unknown model, unknown tokens): counted,
+   ``cost_usd`` stays None, never $0.
+4. ``gpu_time`` -- a self-hosted call: ``cost_usd`` stays None until attribution splits the
+   box's price over the windows it ran in (see :mod:`infermeter.cost.attribution`).
+
+A call is hosted when its provider names a hosted API (``openai``, ``anthropic``, ...) and its
+server address is not local, or when no provider is known and the model is a closed model the
+catalog prices (``gpt-4o``). Everything else -- a decorated local model, a proxy in front of
+vLLM on 127.0.0.1 (even though it speaks the OpenAI protocol) -- is self-hosted.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import ipaddress
+import logging
+from typing import Any
+
+from ..records import CostSource, InferenceRecord, Operation, new_request_id
+from .catalog import Catalog, ModelPrice
+
+__all__ = ["PricingProcessor", "is_local_address", "SELF_HOSTED_PROVIDERS", "HOSTED_PROVIDERS"]
+
+logger = logging.getLogger(__name__)
+
+SELF_HOSTED_PROVIDERS = frozenset({
+    "vllm", "tgi", "huggingface_tgi", "ollama", "llamacpp", "llama_cpp", "llama.cpp", "sglang", "triton",
+    "kserve", "tensorrt_llm", "lmstudio", "localai", "local", "simulated",
+})
+"""gen_ai.provider.name values of model servers people run themselves."""
+
+HOSTED_PROVIDERS = {
+    # OpenTelemetry GenAI provider names (and common spellings) -> catalog provider (None: the
+    # model's first-party price, e.g. Bedrock or Azure reselling Anthropic / OpenAI models).
+    "openai": "openai", "anthropic": "anthropic", "gcp.gemini": "google", "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google", "google": "google", "gemini": "google", "mistral_ai": "mistral", "mistral": "mistral",
+    "deepseek": "deepseek", "groq": "groq", "together": "together", "together_ai": "together",
+    "fireworks": "fireworks", "fireworks_ai": "fireworks", "azure.ai.openai": None, "azure.ai.inference": None,
+    "aws.bedrock": None, "cohere": None, "x_ai": None, "perplexity": None, "ibm.watsonx.ai": None, "openrouter": None,
+}
+
+_LOCAL_SUFFIXES = (".local", ".internal", ".svc", ".cluster.local", ".lan", ".home.arpa", ".localdomain")
+
+
+def is_local_address(address: str | None) -> bool | None:
+    """True for loopback/private/link-local IPs and cluster-internal names; None when unknown."""
+    if not address:
+        return None
+    host = address.strip()
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    host = host.split("/", 1)[0]
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+class PricingProcessor:
+    """``batch -> batch``: sets ``cost_usd``/``cost_currency``/``cost_source`` on every record."""
+
+    def __init__(self, catalog: Catalog, max_cached_names: int = 10_000) -> None:
+        self.catalog = catalog
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.unpriced_models: collections.Counter[str] = collections.Counter()
+        self._cache: dict[tuple[Any, ...], tuple[str, ModelPrice | None]] = {}
+        self._max_cached = max_cached_names
+
+    def __call__(self, batch: list[InferenceRecord]) -> list[InferenceRecord]:
+        return [self.price(r) for r in batch]
+
+    def price(self, rec: InferenceRecord) -> InferenceRecord:
+        if rec.cost_source == CostSource.PROVIDER and rec.cost_usd is not None:
+            self.counts[CostSource.PROVIDER] += 1
+            return rec
+        kind, price = self._classify(rec)
+        if kind == "self":
+            self.counts[CostSource.GPU_TIME] += 1
+            return _replace(rec, cost_usd=None, cost_currency="USD", cost_source=CostSource.GPU_TIME,
+                            request_id=rec.request_id if rec.request_id is not None else new_request_id())
+        cost = None
+        if price is not None and rec.input_tokens is not None:
+            out = rec.output_tokens
+            if out is None and rec.operation == Operation.EMBEDDINGS:
+                out = 0
+            if out is not None:
+                cost = price.cost_usd(rec.input_tokens, out, rec.cached_tokens)
+        if cost is None:
+            self.counts[CostSource.UNPRICED] += 1
+            if len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models:
+                self.unpriced_models[rec.model or "(unknown)"] += 1
+            return _replace(rec, cost_usd=None, cost_currency=None, cost_source=CostSource.UNPRICED)
+        self.counts[CostSource.CATALOG] += 1
+        return _replace(rec, cost_usd=cost, cost_currency="USD", cost_source=CostSource.CATALOG)
+
+    def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None]:
+        key = (rec.provider, rec.server_address, rec.response_model, rec.request_model)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._classify_uncached(rec)
+            if len(self._cache) >= self._max_cached:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+    def _classify_uncached(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None]:
+        provider = (rec.provider or "").strip().lower() or None
+        local = is_local_address(rec.server_address)
+        names = [n for n in (rec.response_model, rec.request_model) if n]
+        if local or provider in SELF_HOSTED_PROVIDERS:
+            return "self", None
+        if provider is not None and provider in HOSTED_PROVIDERS:
+            cat_provider = HOSTED_PROVIDERS[provider]
+            return "hosted", next((p for n in names if (p := self.catalog.model(n, cat_provider)) is not None), None)
+        first_party = next((p for n in names if (p := self.catalog.model(n)) is not None and not p.open_weights), None)
+        if first_party is not None:
+            return "hosted", first_party
+        if local is False:  # a public server we have no price for: a hosted API, unpriced
+            return "hosted", None
+        return "self", None
+
+    def stats(self) -> dict[str, Any]:
+        return {"by_source": dict(self.counts), "unpriced_models": dict(self.unpriced_models.most_common(20))}
+
+
+def _replace(rec: Any, **changes: Any) -> Any:
+    rep = getattr(rec, "replace", None)
+    return rep(**changes) if rep is not None else dataclasses.replace(rec, **changes)

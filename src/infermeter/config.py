@@ -135,6 +135,34 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+PROXY_PROTOCOLS = ("openai", "ollama", "tgi", "kserve", "anthropic", "generic")
+"""Wire protocols the proxy speaks (one module each under ``agent/proxy/protocols``)."""
+
+
+def _proxy_routes(v: Any) -> tuple[tuple[str, str], ...] | None:
+    """'PATH=PROTOCOL,...' (or a TOML table {PATH = PROTOCOL}) -> ((path, protocol), ...)."""
+    if isinstance(v, dict):
+        pairs = [(str(k), str(p)) for k, p in v.items()]
+    else:
+        pairs = []
+        for item in str(v).split(","):
+            if not item.strip():
+                continue
+            path, sep, proto = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item.strip()!r} is not PATH=PROTOCOL")
+            pairs.append((path, proto))
+    out = []
+    for path, proto in pairs:
+        path, proto = path.strip(), proto.strip().lower()
+        if not path.startswith("/"):
+            raise ValueError(f"route {path!r} must start with '/'")
+        if proto not in PROXY_PROTOCOLS:
+            raise ValueError(f"unknown protocol {proto!r} for {path}; expected one of {', '.join(PROXY_PROTOCOLS)}")
+        out.append((path, proto))
+    return tuple(out) or None
+
+
 def _setting(default: Any, env: str | tuple[str, ...] | None, parse: Callable[[Any], Any], help: str) -> Any:
     envs = (env,) if isinstance(env, str) else (env or ())
     return field(default=default, metadata={"env": envs, "parse": parse, "help": help})
@@ -163,6 +191,7 @@ class Settings:
     log_level: str = _setting("WARNING", "INFERMETER_LOG_LEVEL", lambda v: _str(v).upper(), "Log level of the 'infermeter' logger.")
 
     # -- collectors -------------------------------------------------------------------------
+    sampling: bool = _setting(True, "INFERMETER_SAMPLING", _bool, "Run the sampler (host, GPU, model-server metrics) in the agent.")
     sample_interval_s: float = _setting(1.0, "INFERMETER_SAMPLE_INTERVAL", _pos_float, "Sampler tick, seconds (aligned to the wall clock).")
     target_pid: int | None = _setting(None, "INFERMETER_TARGET_PID", _int_or_none, "PID of the model server whose process tree the host collector watches.")
     metrics_urls: str | None = _setting(None, "INFERMETER_METRICS_URLS", _str_or_none, "Comma-separated model-server Prometheus /metrics URLs to scrape.")
@@ -175,6 +204,11 @@ class Settings:
     max_parse_bytes: int = _setting(4 * 1024 * 1024, "INFERMETER_MAX_PARSE_BYTES", _pos_int, "Request bodies above this are forwarded without parsing.")
     tenant_header: str = _setting("X-Infermeter-Tenant", "INFERMETER_TENANT_HEADER", _str, "Request header naming the tenant.")
     inject_stream_usage: bool = _setting(True, "INFERMETER_INJECT_STREAM_USAGE", _bool, "Ask OpenAI-compatible upstreams for usage on streams (hidden from clients that did not ask).")
+    proxy_routes: tuple[tuple[str, str], ...] | None = _setting(
+        None, "INFERMETER_PROXY_ROUTES", _proxy_routes,
+        "Wire protocol per route, overriding the path defaults: 'PATH=PROTOCOL,...' (PATH may end in '*'); "
+        "protocols: openai, ollama, tgi, kserve, anthropic, generic.",
+    )
 
     # -- cost -------------------------------------------------------------------------------
     instance: str | None = _setting(None, "INFERMETER_INSTANCE", _str_or_none, "Cloud instance type of this box (e.g. g6.xlarge), priced from the catalog.")

@@ -21,6 +21,7 @@ COMMANDS = {
     "config": "infermeter.agent.commands.config",
     "top": "infermeter.agent.commands.top",
     "run": "infermeter.agent.commands.run",
+    "proxy": "infermeter.agent.commands.proxy",
 }
 
 

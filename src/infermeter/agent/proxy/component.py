@@ -1,0 +1,97 @@
+"""The proxy as one of the agent's background parts, and the blocking ``serve()`` entry point."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from ...config import Settings
+from .loop import LoopThread
+from .server import ProxyServer
+
+__all__ = ["ProxyComponent", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+class ProxyComponent:
+    """Runs a :class:`ProxyServer` on its own event-loop thread, feeding ``pipeline``.
+
+    ``start()`` returns once the port is bound (raising :class:`~infermeter.errors.ConfigError` when
+    it cannot be), ``force_flush()`` has nothing of its own to flush, ``shutdown()`` lets in-flight
+    requests finish (up to 5 s) and stops. Add it to an agent with ``agent.add_component(...)``.
+    """
+
+    def __init__(self, settings: Settings, pipeline: Any) -> None:
+        self.server = ProxyServer(settings, pipeline)
+        self._loop = LoopThread("infermeter-proxy")
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> "ProxyComponent":
+        if self._started:
+            return self
+        self._loop.start()
+        try:
+            self._loop.run(self.server.start())
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._started = True
+        return self
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        return True  # each request is handed to the pipeline as it ends
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self._loop.run(self.server.stop(), timeout_s)
+        except Exception as e:  # noqa: BLE001 - stopping anyway
+            logger.warning("proxy did not stop cleanly: %r", e)
+        self._loop.stop(timeout_s)
+
+
+def serve(settings: Settings, *, ready: threading.Event | None = None, stop: threading.Event | None = None,
+          announce: bool = True) -> int:
+    """Run an agent (store, pipeline, API) with the proxy in front of ``settings.upstream`` until stopped.
+
+    Blocks until ``stop`` is set, or SIGINT/SIGTERM arrives when called from the main thread; sets
+    ``ready`` once the proxy accepts connections. Flushes the store and returns 0. Raises
+    :class:`~infermeter.errors.InfermeterError` (ConfigError, StoreError) when it cannot start.
+    ``infermeter run`` calls this after starting the model server.
+    """
+    from ..agent import Agent
+
+    agent = Agent(settings, announce=announce)
+    proxy = ProxyComponent(settings, agent.pipeline)
+    agent.add_component(proxy)
+    stop = stop or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        try:
+            agent.start()
+        except BaseException:
+            agent.shutdown()
+            raise
+        if announce:
+            print(f"infermeter: proxy listening on {proxy.url} -> {settings.upstream}", file=sys.stderr, flush=True)
+        if ready is not None:
+            ready.set()
+        stop.wait()
+        agent.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,250 @@
+"""One proxied request as the hot path saw it, and the record the pipeline thread makes of it.
+
+The event loop fills an :class:`Exchange` (timestamps, sizes, status, what it kept of the bodies)
+and hands it to ``pipeline.submit(builder, exchange)``. :class:`RecordBuilder` runs later on the
+pipeline thread: it lets the wire protocol read the bodies, estimates what no usage said (and says
+so), picks the tenant, hashes the prompt and, when an SDK tracer provider is installed, emits the
+request's span with its real start and end times. The ASGI middleware (``instrument_app``) uses the
+same two pieces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+
+from ...records import InferenceRecord, Operation, Source, Status
+from ..decorator import _tracer
+from .protocols import Body, Extracted, WireProtocol, hash_prompt
+from .protocols.base import json_or_none, prompt_size
+
+__all__ = ["Exchange", "Tap", "RecordBuilder", "key_hash", "response_kind"]
+
+_perf = time.perf_counter_ns
+_NO_ESTIMATE = (Operation.INFERENCE, Operation.OTHER)  # tensors and plain HTTP have no tokens to guess
+
+
+def key_hash(credential: str) -> str:
+    """A short, stable name for an API key: never the key, not reversible."""
+    token = credential.split(None, 1)[-1] if credential[:7].lower() == "bearer " else credential
+    return "key-" + hashlib.blake2b(token.encode(), digest_size=6).hexdigest()
+
+
+def response_kind(content_type: str | None) -> str:
+    """'sse', 'ndjson', 'json' or 'other', from a Content-Type: streams are the first two."""
+    if not content_type:
+        return "other"
+    ct = content_type.lower()
+    if ct.startswith("text/event-stream"):
+        return "sse"
+    if "ndjson" in ct or "jsonl" in ct:
+        return "ndjson"
+    if "json" in ct:
+        return "json"
+    return "other"
+
+
+class Tap:
+    """Keeps a response body for parsing: whole when small, else its first 8 KiB and last 16 KiB."""
+
+    __slots__ = ("parts", "size", "head", "tail")
+    KEEP_ALL = 64 * 1024
+    HEAD = 8 * 1024
+    TAIL = 16 * 1024
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] | None = []
+        self.size = 0
+        self.head: bytes | None = None
+        self.tail = b""
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.parts is not None:
+            self.parts.append(chunk)
+            if self.size > self.KEEP_ALL:
+                whole = b"".join(self.parts)
+                self.parts = None
+                self.head, self.tail = whole[: self.HEAD], whole[-self.TAIL:]
+        else:
+            t = self.tail + chunk
+            self.tail = t[-self.TAIL:] if len(t) > self.TAIL else t
+
+    def body(self, kind: str, content_events: int, headers: dict[str, str] | None) -> Body:
+        if self.parts is not None:
+            return Body(b"".join(self.parts), b"", True, kind, content_events, headers)
+        return Body(self.head or b"", self.tail, False, kind, content_events, headers)
+
+
+class Exchange:
+    """What the hot path knows about one request; read by :class:`RecordBuilder` on the pipeline thread."""
+
+    __slots__ = (
+        "protocol", "path", "start_ns", "t0", "t_end", "ttft_ns", "status_code", "request_body", "request_bytes",
+        "response_bytes", "kind", "tap", "content_events", "cancelled", "error_type", "tenant", "key", "traceparent",
+        "headers", "trace_id", "span_id", "method",
+    )
+
+    def __init__(self, protocol: WireProtocol, path: str, method: str, start_ns: int, t0: int) -> None:
+        self.protocol = protocol
+        self.path = path
+        self.method = method
+        self.start_ns = start_ns
+        self.t0 = t0
+        self.t_end = t0
+        self.ttft_ns: int | None = None
+        self.status_code: int | None = None
+        self.request_body: bytes | None = None  # None: not kept (too big, or the protocol reads no bodies)
+        self.request_bytes: int | None = None
+        self.response_bytes = 0
+        self.kind = "other"
+        self.tap: Tap | None = None
+        self.content_events = 0
+        self.cancelled = False
+        self.error_type: str | None = None
+        self.tenant: str | None = None  # from the tenant header
+        self.key: str | None = None  # key_hash() of the credential, never the credential
+        self.traceparent: str | None = None
+        self.headers: dict[str, str] | None = None  # response headers the protocol asked for
+        self.trace_id: int | None = None  # set by in-process instrumentation (its span is the request's)
+        self.span_id: int | None = None
+
+
+class RecordBuilder:
+    """Turns a finished :class:`Exchange` into an :class:`InferenceRecord`; runs on the pipeline thread."""
+
+    def __init__(self, *, hash_prompts: bool, server_address: str | None = None, provider: str | None = None,
+                 emit_spans: bool = True) -> None:
+        self.hash_prompts = hash_prompts
+        self.server_address = server_address
+        self.provider = provider  # from the upstream's host (api.openai.com -> openai); else the protocol's
+        self.emit_spans = emit_spans
+
+    def __call__(self, ex: Exchange) -> InferenceRecord:
+        proto = ex.protocol
+        if proto.reads_bodies:
+            request = json_or_none(ex.request_body)
+            body = ex.tap.body(ex.kind, ex.content_events, ex.headers) if ex.tap is not None else Body(b"", kind=ex.kind)
+            x = proto.extract(ex.path, request, body)
+        else:
+            x = Extracted(operation=proto.operation(ex.path))
+        inp, out, estimated = _tokens(ex, x)
+        status = Status.CANCELLED if ex.cancelled else Status.OK
+        error_type = ex.error_type
+        if ex.status_code is not None and ex.status_code >= 400 and not ex.cancelled:
+            status = Status.ERROR
+            error_type = error_type or str(ex.status_code)
+        elif error_type is not None and not ex.cancelled:
+            status = Status.ERROR
+        rec = InferenceRecord(
+            start_time_ns=ex.start_ns,
+            duration_s=(ex.t_end - ex.t0) / 1e9,
+            operation=x.operation or Operation.OTHER,
+            source=Source.PROXY,
+            status=status,
+            trace_id=ex.trace_id,
+            span_id=ex.span_id,
+            ttft_s=None if ex.ttft_ns is None else ex.ttft_ns / 1e9,
+            request_model=x.request_model,
+            response_model=x.response_model,
+            provider=self.provider or proto.provider,
+            endpoint=ex.path,
+            server_address=self.server_address,
+            tenant=ex.tenant or x.user or ex.key,
+            error_type=error_type,
+            finish_reason=x.finish_reason,
+            streaming=ex.kind in ("sse", "ndjson"),
+            input_tokens=inp,
+            output_tokens=out,
+            cached_tokens=x.cached_tokens,
+            tokens_estimated=estimated,
+            request_bytes=ex.request_bytes,
+            response_bytes=ex.response_bytes,
+            http_status=ex.status_code,
+            cost_usd=x.cost_usd,
+            cost_currency="USD" if x.cost_usd is not None else None,
+            cost_source="provider" if x.cost_usd is not None else None,
+            prompt_hash=hash_prompt(x.prompt) if self.hash_prompts else None,
+        )
+        if self.emit_spans:
+            tracer = _tracer()
+            if tracer is not None:
+                return _emit_span(tracer, ex, rec)
+            if ex.traceparent:
+                parent = _parse_traceparent(ex.traceparent)
+                if parent is not None:  # no span of ours: at least tie the record to the caller's trace
+                    return _replace_ids(rec, parent.trace_id, None)
+        return rec
+
+
+def _tokens(ex: Exchange, x: Extracted) -> tuple[int | None, int | None, bool]:
+    """The token counts, estimated (and flagged) only where a good reply reported none."""
+    inp, out = x.input_tokens, x.output_tokens
+    estimated = False
+    answered = ex.status_code is not None and ex.status_code < 400
+    if not answered or x.operation in _NO_ESTIMATE or (x.malformed and not ex.cancelled):
+        return inp, out, False
+    if ex.cancelled and ex.content_events > (out or 0):
+        out, estimated = ex.content_events, True  # what streamed before the client left
+    elif out is None:
+        if ex.content_events:
+            out, estimated = ex.content_events, True  # one content event ~ one token
+        elif x.output_chars is not None:
+            out, estimated = math.ceil(x.output_chars / 4), True
+    if inp is None and out is not None and x.prompt is not None:
+        inp, estimated = math.ceil(prompt_size(x.prompt) / 4), True
+    return inp, out, estimated
+
+
+def _parse_traceparent(value: str) -> SpanContext | None:
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        tid, sid, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16)
+    except ValueError:
+        return None
+    if not tid or not sid:
+        return None
+    return SpanContext(tid, sid, is_remote=True, trace_flags=TraceFlags(flags))
+
+
+def _replace_ids(rec: InferenceRecord, trace_id: int | None, span_id: int | None) -> InferenceRecord:
+    return rec._replace(trace_id=trace_id, span_id=span_id)
+
+
+def _emit_span(tracer: Any, ex: Exchange, rec: InferenceRecord) -> InferenceRecord:
+    """The request's GenAI span, with its real start and end times, parented to the caller's trace."""
+    ctx = None
+    if ex.traceparent:
+        parent = _parse_traceparent(ex.traceparent)
+        if parent is not None:
+            ctx = otel_trace.set_span_in_context(NonRecordingSpan(parent))
+    attrs: dict[str, Any] = {"gen_ai.operation.name": rec.operation, "http.request.method": ex.method,
+                             "url.path": ex.path}
+    for key, value in (
+        ("gen_ai.request.model", rec.request_model), ("gen_ai.response.model", rec.response_model),
+        ("gen_ai.provider.name", rec.provider), ("gen_ai.usage.input_tokens", rec.input_tokens),
+        ("gen_ai.usage.output_tokens", rec.output_tokens), ("gen_ai.usage.cache_read.input_tokens", rec.cached_tokens),
+        ("gen_ai.server.time_to_first_token", rec.ttft_s), ("http.response.status_code", rec.http_status),
+        ("server.address", rec.server_address), ("error.type", rec.error_type),
+        ("gen_ai.usage.cost.amount", float(rec.cost_usd) if rec.cost_usd is not None else None),
+    ):
+        if value is not None:
+            attrs[key] = value
+    if rec.finish_reason:
+        attrs["gen_ai.response.finish_reasons"] = (rec.finish_reason,)
+    if rec.tokens_estimated:
+        attrs["infermeter.tokens_estimated"] = True
+    name = f"{rec.operation} {rec.request_model or rec.response_model}" if rec.model else rec.operation
+    span = tracer.start_span(name, context=ctx, kind=SpanKind.SERVER, attributes=attrs, start_time=rec.start_time_ns)
+    if rec.status == Status.ERROR:
+        span.set_status(StatusCode.ERROR, rec.error_type or "")
+    span.end(end_time=rec.start_time_ns + int(rec.duration_s * 1e9))
+    sc = span.get_span_context()
+    return _replace_ids(rec, sc.trace_id, sc.span_id)

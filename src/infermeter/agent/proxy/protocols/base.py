@@ -1,0 +1,219 @@
+"""What every wire protocol shares: the interface, the extracted fields, and the body readers.
+
+A protocol is consulted twice per request. On the hot path (the proxy's event loop) only its
+``content_re`` runs, once per streamed chunk, and, for OpenAI-compatible streams, ``prepare``
+(usage injection). Everything else happens in ``extract`` on the pipeline thread, from the request
+body and what the proxy kept of the response (:class:`Body`: all of it, or its head and tail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+__all__ = [
+    "WireProtocol", "Extracted", "Body", "json_or_none", "find_value", "hash_prompt", "as_int", "as_str",
+    "provider_cost", "prompt_size",
+]
+
+_decoder = json.JSONDecoder()
+_WS = b" \t\r\n"
+
+
+class WireProtocol(Protocol):
+    """One model-server API. Implementations are stateless module-level objects."""
+
+    name: str
+    reads_bodies: bool  # False: the proxy keeps neither body (the generic fallback)
+    provider: str | None  # gen_ai.provider.name when the protocol implies one
+    content_re: re.Pattern[bytes] | None  # matches each streamed event that carries content; None: every chunk does
+
+    def operation(self, path: str) -> str:
+        """``gen_ai.operation.name`` for a request to ``path``."""
+        ...
+
+    def prepare(self, path: str, body: bytes) -> bytes | None:
+        """Hot path: a replacement request body when the proxy must ask for usage, else None."""
+        ...
+
+    def extract(self, path: str, request: Any, body: "Body") -> "Extracted":
+        """Pipeline thread: model, usage, finish reason... from the parsed request and the response."""
+        ...
+
+
+@dataclass(slots=True)
+class Extracted:
+    """What a protocol read from one exchange. ``None`` is unknown."""
+
+    operation: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    finish_reason: str | None = None
+    cost_usd: Decimal | None = None  # reported by the provider in the response
+    user: str | None = None  # the request's end-user id (OpenAI ``user``), a tenant candidate
+    prompt: Any = None  # what the prompt hash is made of: messages, prompt, inputs
+    output_chars: int | None = None  # generated text length, for an estimate when no usage came
+    malformed: bool = False  # the response could not be read: tokens stay unknown
+
+
+class Body:
+    """The response as the proxy kept it: the whole body when small, else its head and tail."""
+
+    __slots__ = ("head", "tail", "complete", "kind", "content_events", "headers")
+
+    def __init__(self, head: bytes, tail: bytes = b"", complete: bool = True, kind: str = "json",
+                 content_events: int = 0, headers: dict[str, str] | None = None) -> None:
+        self.head = head
+        self.tail = tail
+        self.complete = complete
+        self.kind = kind  # "json", "sse", "ndjson" or "other" (from the Content-Type)
+        self.content_events = content_events  # streamed events that carried content, counted as they passed
+        self.headers = headers or {}  # the few response headers a protocol asked for (lower-case names)
+
+    @property
+    def streaming(self) -> bool:
+        return self.kind in ("sse", "ndjson")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; None when it is not whole or not JSON."""
+        return json_or_none(self.head) if self.complete else None
+
+    def find(self, key: str) -> Any:
+        """The value of the last ``"key":`` in the tail (or head): for bodies too big to keep whole."""
+        for part in (self.tail, self.head):
+            v = find_value(part, key)
+            if v is not None:
+                return v
+        return None
+
+    def events(self) -> tuple[list[Any], bool]:
+        """The streamed events (SSE ``data:`` or NDJSON lines) as JSON, and whether any was malformed.
+
+        When the middle of a long stream was not kept, the cut events at the seams are skipped.
+        """
+        if self.kind == "sse":
+            split = _sse_payloads
+        elif self.kind == "ndjson":
+            split = _ndjson_payloads
+        else:
+            return [], False
+        if self.complete:
+            pieces = split(self.head, False, False)
+        else:
+            pieces = split(self.head, False, True) + split(self.tail, True, False)
+        out: list[Any] = []
+        bad = False
+        for p in pieces:
+            try:
+                out.append(json.loads(p))
+            except ValueError:
+                bad = True
+        return out, bad
+
+
+def _sse_payloads(data: bytes, cut_start: bool, cut_end: bool) -> list[bytes]:
+    blocks = data.replace(b"\r\n", b"\n").split(b"\n\n")
+    if cut_start:
+        blocks = blocks[1:]
+    if cut_end:
+        blocks = blocks[:-1]
+    out = []
+    for block in blocks:
+        lines = [ln[5:].lstrip(b" ") if ln.startswith(b"data:") else None for ln in block.split(b"\n")]
+        payload = b"\n".join(ln for ln in lines if ln is not None)
+        if payload and payload != b"[DONE]":
+            out.append(payload)
+    return out
+
+
+def _ndjson_payloads(data: bytes, cut_start: bool, cut_end: bool) -> list[bytes]:
+    lines = data.split(b"\n")
+    if cut_start:
+        lines = lines[1:]
+    if cut_end:
+        lines = lines[:-1]
+    return [ln for ln in (x.strip() for x in lines) if ln]
+
+
+def json_or_none(data: bytes | None) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def find_value(data: bytes, key: str) -> Any:
+    """The JSON value after the last ``"key":`` in ``data`` (a fragment of a bigger document)."""
+    needle = b'"' + key.encode() + b'"'
+    end = len(data)
+    while True:
+        i = data.rfind(needle, 0, end)
+        if i < 0:
+            return None
+        j = i + len(needle)
+        while j < len(data) and data[j] in _WS:
+            j += 1
+        if j < len(data) and data[j:j + 1] == b":":
+            j += 1
+            while j < len(data) and data[j] in _WS:
+                j += 1
+            try:
+                value, _ = _decoder.raw_decode(data[j:j + 65536].decode("utf-8", "replace"))
+                return value
+            except ValueError:
+                pass
+        end = i
+
+
+def as_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def as_str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def provider_cost(usage: Any) -> Decimal | None:
+    """A cost the provider reports in its usage block (OpenRouter's ``usage.cost``, in USD)."""
+    if not isinstance(usage, dict):
+        return None
+    v = usage.get("cost")
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        return None
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() and d >= 0 else None
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def hash_prompt(obj: Any) -> int | None:
+    """A signed 64-bit hash of a prompt (messages, text, inputs): equal prompts, equal hashes."""
+    if obj is None:
+        return None
+    data = obj.encode() if isinstance(obj, str) else _canonical(obj)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+
+
+def prompt_size(obj: Any) -> int:
+    """Characters of text in a prompt structure: the basis of an input-token estimate."""
+    if isinstance(obj, str):
+        return len(obj)
+    if isinstance(obj, dict):
+        return sum(prompt_size(v) for k, v in obj.items() if k not in ("role", "type", "name"))
+    if isinstance(obj, (list, tuple)):
+        return sum(prompt_size(v) for v in obj)
+    return 0

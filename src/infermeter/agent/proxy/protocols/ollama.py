@@ -1,0 +1,69 @@
+"""Ollama's native API: ``/api/generate``, ``/api/chat``, ``/api/embed``.
+
+Streams by default, as NDJSON; the last line (``"done": true``) carries ``prompt_eval_count``,
+``eval_count`` and ``done_reason``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ....records import Operation
+from .base import Body, Extracted, as_int, as_str
+
+__all__ = ["PROTOCOL", "OllamaProtocol"]
+
+_OPERATIONS = {"/api/chat": Operation.CHAT, "/api/generate": Operation.TEXT_COMPLETION,
+               "/api/embed": Operation.EMBEDDINGS, "/api/embeddings": Operation.EMBEDDINGS}
+
+
+class OllamaProtocol:
+    name = "ollama"
+    reads_bodies = True
+    provider: str | None = "ollama"
+    content_re = re.compile(rb'"(?:response|content|thinking)"\s*:\s*"(?!")')
+
+    def operation(self, path: str) -> str:
+        return _OPERATIONS.get(path, Operation.OTHER)
+
+    def prepare(self, path: str, body: bytes) -> bytes | None:
+        return None  # the final line always carries the counts
+
+    def extract(self, path: str, request: Any, body: Body) -> Extracted:
+        x = Extracted(operation=self.operation(path))
+        if isinstance(request, dict):
+            x.request_model = as_str(request.get("model"))
+            for key in ("messages", "prompt", "input"):
+                if request.get(key) is not None:
+                    x.prompt = request[key]
+                    break
+        if body.streaming:
+            events, x.malformed = body.events()
+            for ev in events:
+                if isinstance(ev, dict):
+                    _read(x, ev)
+            return x
+        doc = body.json()
+        if isinstance(doc, dict):
+            _read(x, doc)
+            msg = doc.get("message")
+            text = msg.get("content") if isinstance(msg, dict) else doc.get("response")
+            x.output_chars = len(text) if isinstance(text, str) else None
+        elif body.complete:
+            x.malformed = True
+        return x
+
+
+def _read(x: Extracted, obj: dict[str, Any]) -> None:
+    x.response_model = as_str(obj.get("model")) or x.response_model
+    if "prompt_eval_count" in obj:
+        x.input_tokens = as_int(obj["prompt_eval_count"])
+    if "eval_count" in obj:
+        x.output_tokens = as_int(obj["eval_count"])
+    elif x.operation == Operation.EMBEDDINGS and x.input_tokens is not None:
+        x.output_tokens = 0
+    x.finish_reason = as_str(obj.get("done_reason")) or x.finish_reason
+
+
+PROTOCOL = OllamaProtocol()

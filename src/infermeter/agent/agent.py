@@ -35,6 +35,7 @@ class Agent:
         self.api: ApiServer | None = None
         self.components: list[Any] = []  # extra background parts: start/force_flush/shutdown
         self.started_ns: int | None = None
+        self.sampler: Any = None  # collectors.Sampler: latest() -> Snapshot of GPU/host/server readings
         self._stopped = False
 
     @property
@@ -52,10 +53,18 @@ class Agent:
         self.store = open_store(s.db, api_url=self.api_url)
         self.store.start()
         self.pipeline.sinks.append(StoreSink(self.store))
+        from ..cost import install as install_cost
+
+        self.cost = install_cost(self)  # pricing processor; attribution as a sink and a component
+        from ..exporters.wiring import attach_exporters
+
+        self.exporters = attach_exporters(self)  # metrics sink, /metrics, OTLP export, OTLP receiver
         self.pipeline.start()
         if self.api is not None:
             self._add_routes(self.api)
             self.api.start()
+        if s.sampling and self.sampler is None:
+            self._add_sampler()
         for c in self.components:
             c.start()
         self.started_ns = time.time_ns()
@@ -63,6 +72,16 @@ class Agent:
             where = self.api_url or "no API"
             print(f"infermeter: agent started (store {os.path.abspath(s.db)}, API {where})", file=sys.stderr)
         return self
+
+    def _add_sampler(self) -> None:
+        try:
+            from ..collectors import build_sampler
+
+            self.sampler = build_sampler(self.settings, self.store)
+        except Exception as e:  # noqa: BLE001 - no samples is telemetry lost, never a failed start
+            logger.warning("infermeter: sampler not started: %r", e)
+            return
+        self.add_component(self.sampler)
 
     def add_component(self, component: Any) -> None:
         self.components.append(component)

@@ -18,6 +18,7 @@ __all__ = ["view", "views", "ViewContext", "VIEW_MODULES"]
 VIEW_MODULES = [
     "infermeter.agent.report",
     "infermeter.agent.live_views",
+    "infermeter.collectors.views",
 ]
 
 _VIEWS: dict[str, Callable[["ViewContext", dict[str, str]], dict[str, Any]]] = {}

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 import psutil
@@ -16,7 +17,7 @@ import pytest
 
 import infermeter
 from infermeter.agent.cli import main
-from infermeter.agent.commands.run import exit_status, supervise, upstream_from_command
+from infermeter.agent.commands.run import AgentFront, exit_status, supervise, upstream_from_command
 from infermeter.config import Settings
 from infermeter.errors import InfermeterError
 
@@ -49,7 +50,15 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body); self.wfile.flush()
         if self.path.startswith("/exit"):
             os._exit(int(self.path.split("code=")[1]))
-http.server.HTTPServer(("127.0.0.1", a.port), H).serve_forever()
+    def do_POST(self):  # an OpenAI-compatible chat completion with usage
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": req["model"],
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "hi"}}],
+                           "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", a.port), H).serve_forever()
 '''
 
 
@@ -277,27 +286,49 @@ def test_bad_invocations_get_a_clear_error(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_the_front_sees_the_child_as_target_pid_and_stops_after_the_child(child_cmd):
-    """In-process: the front factory gets settings pointing at the child; the child's death ends the run."""
+def test_the_host_collector_watches_the_child_and_the_agent_stops_after_it(child_cmd, db_path):
+    """In-process, the real agent front: its sampler's target is the process serving the port."""
     cmd, port = child_cmd()
-    events = []
+    seen = {}
 
-    class Front:
-        description = "test front"
-
+    class Front(AgentFront):
         def __init__(self, settings):
-            events.append(("start", settings.target_pid, get(f"http://127.0.0.1:{port}/")["pid"]))
+            super().__init__(settings, proxy=False)
+            seen["target_pid"] = settings.target_pid  # given, not left to the collector's port discovery
+            seen["served_by"] = get(f"http://127.0.0.1:{port}/")["pid"]
+            seen["host"] = self.agent.sampler.tick(time.time_ns()).host
             # the model server goes away on its own while infermeter runs
             threading.Thread(target=get, args=(f"http://127.0.0.1:{port}/exit?code=0",), daemon=True).start()
 
         def stop(self, timeout_s):
-            events.append(("stop", psutil.pid_exists(events[0][1]) and not gone(events[0][1])))
+            seen["child_alive_at_stop"] = not gone(seen["served_by"])
+            super().stop(timeout_s)
 
-    settings = Settings.load(upstream=f"http://127.0.0.1:{port}", api="off")
+    settings = Settings.load(upstream=f"http://127.0.0.1:{port}", api="off", db=db_path)
     assert supervise(cmd, settings, Front, say=lambda msg: None) == 0
-    (start, target, served), stop = events
-    assert target == served  # the host collector is pointed at the process that serves the port
-    assert stop == ("stop", False)  # flushed after the child was gone
+    assert seen["target_pid"] == seen["host"].target_pid == seen["served_by"] and seen["host"].target_rss_bytes > 0
+    assert seen["child_alive_at_stop"] is False  # the store was flushed after the child was gone
+    infermeter.configure(db=db_path, api="off")  # released
+
+
+def test_requests_through_the_proxy_are_in_the_store_after_sigterm(child_cmd, run_process, db_path):
+    from openai import OpenAI
+
+    cmd, port = child_cmd()
+    listen = free_port()
+    p = run_process("--listen", f"127.0.0.1:{listen}", "--db", db_path, "--api", "off", "--", *cmd)
+    p.expect(rf"proxy on http://127\.0\.0\.1:{listen} -> http://127\.0\.0\.1:{port}")
+    client = OpenAI(base_url=f"http://127.0.0.1:{listen}/v1", api_key="sk-test", max_retries=0)
+    for _ in range(5):
+        out = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}])
+        assert out.usage.prompt_tokens == 11 and out.choices[0].message.content == "hi"
+    p.proc.terminate()
+    rc, err = p.finish()
+    assert rc == 0, err
+    r = subprocess.run([sys.executable, "-m", "infermeter.agent.cli", "report", "--db", db_path, "--json"],
+                       capture_output=True, text=True, timeout=60)
+    (model,) = json.loads(r.stdout)["models"]
+    assert (model["model"], model["requests"], model["input_tokens"], model["output_tokens"]) == ("tiny", 5, 55, 10)
 
 
 def test_supervise_restores_signal_handlers(child_cmd):

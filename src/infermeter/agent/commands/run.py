@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import logging
 import os
 import re
@@ -193,21 +194,32 @@ class Front(Protocol):
 
 
 class AgentFront:
-    """The agent alone: API, OTLP receiver and collectors, no proxy (``--no-proxy``)."""
+    """The agent (store, API, OTLP receiver, sampler) with the proxy in front of the model server as one of its
+    components; ``proxy=False`` (``--no-proxy``) runs the agent alone."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, *, proxy: bool = True) -> None:
         from ..agent import Agent
 
-        self.agent = Agent(settings).start()
-        self.description = f"agent API {self.agent.api_url or 'off'}"
+        self.agent = Agent(settings)
+        where = []
+        if proxy:
+            from ..proxy import ProxyComponent
+
+            component = ProxyComponent(settings, self.agent.pipeline)
+            self.agent.add_component(component)
+        try:
+            self.agent.start()
+        except BaseException:
+            self.agent.shutdown()
+            raise
+        if proxy:
+            where.append(f"proxy on {component.url} -> {settings.upstream}")
+        where.append(f"agent API {self.agent.api_url or 'off'}")
+        self.description = ", ".join(where)
 
     def stop(self, timeout_s: float) -> None:
-        self.agent.force_flush(timeout_s)
+        """Stop the proxy (in-flight requests finish), then flush the pipeline and close the store."""
         self.agent.shutdown(timeout_s)
-
-
-def proxy_front(settings: Any) -> Front:
-    raise NotImplementedError("the proxy front is wired in once infermeter.agent.proxy exists")
 
 
 # -- supervision --------------------------------------------------------------------------------------------
@@ -308,5 +320,5 @@ def run(args: argparse.Namespace) -> int:
             raise InfermeterError("cannot tell which port the model server listens on: give it --port in its command, "
                                   "or pass --upstream http://127.0.0.1:PORT")
         settings = settings.replace(upstream=derived)
-    return supervise(argv, settings, AgentFront if args.no_proxy else proxy_front,
+    return supervise(argv, settings, functools.partial(AgentFront, proxy=not args.no_proxy),
                      ready_timeout_s=timeouts["ready_timeout"], stop_timeout_s=timeouts["stop_timeout"])

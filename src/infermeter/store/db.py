@@ -48,7 +48,8 @@ def migrate(con: Any) -> int:
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
     )
-    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    # fetchall, not fetchone: a result left unfinished blocks this connection's appenders (duckdb 2)
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
     for m in all_migrations():
         if m.version <= current:
             continue

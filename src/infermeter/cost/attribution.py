@@ -1,0 +1,327 @@
+"""Attribution: split the box's price and GPU energy over the requests that ran, window by window.
+
+An agent component and a pipeline sink. As a sink it keeps the self-hosted (``gpu_time``) records
+it sees, in memory; on its own thread, every sample interval, it finalises the windows that
+closed ``attribution_delay_s`` ago (aligned with the sampler, so GPU samples sit on window
+boundaries): price and energy per window, one ``cost_windows`` row, one ``request_costs`` row per
+active request (see :mod:`.windows` for the split), then ``requests.cost_usd`` of the requests
+whose last window this was. A request that arrives after its first windows were final (it ran
+longer than the delay) marks those windows dirty; they are recomputed from the store, replacing
+their rows, which is the same code path as :meth:`Attribution.recompute` -- re-running is
+idempotent. ``force_flush`` finalises every closed window now; ``shutdown`` does too, then stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..config import Settings
+from ..records import CostSource, InferenceRecord
+from ..store import queries
+from .box import BoxPrice, PriceBook, resolve_box_price
+from .catalog import Catalog
+from .energy import co2e_g_per_mj, window_energies
+from .shares import window_cost_nusd
+from .windows import Activity, WindowPrice, attribute_window
+
+__all__ = ["Attribution", "MAX_RESUME_GAP_S"]
+
+logger = logging.getLogger(__name__)
+
+MAX_RESUME_GAP_S = 600
+"""On restart, windows missed since the last final one are attributed if the gap is at most this;
+a longer gap (the agent was off; whether the box ran is unknown) is not billed."""
+
+_CHUNK_WINDOWS = 600  # windows finalised per pass, to bound memory on catch-up
+
+
+class Attribution:
+    def __init__(self, store: Any, settings: Settings, catalog: Catalog, *, pipeline: Any = None,
+                 host: str | None = None, clock: Callable[[], int] = time.time_ns) -> None:
+        self.store = store
+        self.settings = settings
+        self.catalog = catalog
+        self.pipeline = pipeline
+        self.host = host or socket.gethostname()
+        self.clock = clock
+        self.interval_ns = int(settings.sample_interval_s * 1e9)
+        self.delay_ns = int(settings.attribution_delay_s * 1e9)
+        self.method = settings.attribution_weighting
+        self.box: BoxPrice | None = None
+        self.stats = {"windows": 0, "request_rows": 0, "recomputed_windows": 0, "updated_requests": 0, "errors": 0}
+        self._book = PriceBook([])
+        self._pending: list[Activity] = []
+        self._pending_lock = threading.Lock()
+        self._carry: list[Activity] = []
+        self._lock = threading.RLock()
+        self._origin: int | None = None
+        self._watermark: int | None = None
+        self._max_duration_ns = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._error_kinds: set[str] = set()
+
+    # -- sink (pipeline thread) ---------------------------------------------------------------------
+    @property
+    def sink(self) -> "_Sink":
+        """The pipeline sink feeding this attribution (it has no force_flush: ours flushes the pipeline)."""
+        return _Sink(self)
+
+    def consume(self, records: Sequence[InferenceRecord]) -> None:
+        acts = [activity_of(r) for r in records if r.cost_source == CostSource.GPU_TIME and r.request_id is not None]
+        if acts:
+            with self._pending_lock:
+                self._pending.extend(acts)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> "Attribution":
+        with self._lock:
+            if self._origin is None:
+                self._begin(self.clock())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="infermeter-attribution", daemon=True)
+                self._thread.start()
+        return self
+
+    def force_flush(self, timeout_s: float = 10.0, *, close_current: bool = False) -> bool:
+        """Finalise every window closed by now (records still in the pipeline first).
+
+        ``close_current`` also finalises the window in progress, as if the box ran to its end
+        (at shutdown, so that no request is left unpriced; it bills at most one interval early).
+        """
+        if self.pipeline is not None and not self.pipeline.force_flush(timeout_s):
+            return False
+        with self._lock:
+            now = self.clock()
+            if self._origin is None:
+                self._begin(now)
+            self._advance(self._align(now + (self.interval_ns - 1 if close_current else 0)))
+        return True
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        try:
+            self.force_flush(timeout_s, close_current=True)
+        except Exception as e:  # noqa: BLE001 - closing anyway; the windows are re-run on restart
+            logger.warning("attribution: final windows not written: %r", e)
+
+    def recompute(self, start_ns: int, end_ns: int) -> int:
+        """Re-run the final windows in ``[start, end)`` from the store; returns windows written."""
+        with self._lock:
+            start = max(self._align(start_ns), self._origin or 0)
+            end = min(self._align(end_ns + self.interval_ns - 1), self._watermark or 0)
+            if end <= start:
+                return 0
+            acts, priced = self._recompute(start, end)
+            self._finish([a.request_id for a in acts], min((a.start_ns for a in acts), default=start), end, priced)
+            return (end - start) // self.interval_ns
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            now = self.clock()
+            wait_s = (self.interval_ns - now % self.interval_ns) / 1e9 + 0.05
+            if self._stop.wait(wait_s):
+                return
+            try:
+                with self._lock:
+                    self._advance(self._align(self.clock() - self.delay_ns))
+            except Exception as e:  # noqa: BLE001 - a thread edge: count, log once, go on
+                self.stats["errors"] += 1
+                key = type(e).__name__
+                if key not in self._error_kinds:
+                    self._error_kinds.add(key)
+                    logger.warning("attribution pass failed: %r (further %s errors are counted, not logged)", e, key)
+
+    def _align(self, ts_ns: int) -> int:
+        return ts_ns - ts_ns % self.interval_ns
+
+    def _begin(self, now_ns: int) -> None:
+        aligned = self._align(now_ns)
+        cur = self.store.cursor()
+        try:
+            last = queries.run_one(cur, "costs.last_window_end", host=self.host)["end_ns"]
+            longest = queries.run_one(cur, "costs.max_duration", since_ns=now_ns - 86_400 * 10**9)["max_s"]
+        finally:
+            cur.close()
+        self._max_duration_ns = int((longest or 0) * 1e9)
+        if last is not None and last >= aligned:  # restarted within a window the last run closed early
+            self._origin = self._watermark = last
+        elif last is not None and aligned - last <= MAX_RESUME_GAP_S * 10**9:
+            self._origin = self._watermark = last
+        else:
+            self._origin = self._watermark = aligned
+        self._resolve_price()
+        if self._watermark < aligned:
+            self._carry = []
+            acts, priced = self._recompute(last, aligned)
+            self._watermark = aligned
+            self._finish([a.request_id for a in acts], min((a.start_ns for a in acts), default=aligned), aligned, priced)
+
+    def _resolve_price(self) -> None:
+        """Write the box's price row when it differs from the last one; load the price history."""
+        cur = self.store.cursor()
+        try:
+            gpus = None
+            if self.box is None or self.box.needs_gpu_count:
+                since = (self._watermark or self.clock()) - 300 * 10**9
+                gpus = queries.run_one(cur, "costs.gpus_seen", host=self.host, since_ns=since)["n"] or None
+            box = resolve_box_price(self.settings, self.catalog, gpus) if (self.box is None or self.box.needs_gpu_count) else self.box
+            rows = queries.run(cur, "costs.instance_prices", host=self.host)
+            if not rows or not box.same_as(rows[-1]):
+                eff = max(self._watermark or 0, rows[-1]["effective_from_ns"] + 1 if rows else 0)
+                queries.run(cur, "costs.insert_instance_price", host=self.host, effective_from_ns=eff,
+                            **{k: v for k, v in zip(_PRICE_COLS, box.row(self.host, eff, self.clock())[2:])})
+                rows = queries.run(cur, "costs.instance_prices", host=self.host)
+            self.box = box
+            self._book = PriceBook(rows)
+        finally:
+            cur.close()
+
+    # -- finalisation -----------------------------------------------------------------------------------
+    def _advance(self, until: int) -> None:
+        """Finalise live windows up to ``until``, then recompute the windows late records touched."""
+        if until <= self._watermark and not self._pending:
+            return
+        self.store.force_flush()  # the samples (and records) written before now are readable
+        if self.box is not None and self.box.needs_gpu_count:
+            self._resolve_price()
+        with self._pending_lock:
+            new, self._pending = self._pending, []
+        a = self._watermark
+        dirty = []
+        for act in new:
+            d = act.end_ns - act.start_ns
+            if d > self._max_duration_ns:
+                self._max_duration_ns = d
+            if act.start_ns < a and act.end_ns > self._origin:
+                dirty.append((max(self._origin, self._align(act.start_ns)), min(a, act.end_ns)))
+        acts = [x for x in self._carry + new if x.end_ns > a]
+        done_ids: list[int] = []
+        lo = a
+        priced = False
+        while a < until:
+            b = min(until, a + _CHUNK_WINDOWS * self.interval_ns)
+            priced = self._write_windows(a, b, acts) or priced
+            finished = [x for x in acts if x.end_ns <= b]
+            done_ids += [x.request_id for x in finished]
+            lo = min([lo, *(x.start_ns for x in finished)])
+            acts = [x for x in acts if x.end_ns > b]
+            a = self._watermark = b
+        self._carry = acts
+        for d0, d1 in _merge(dirty):
+            racts, rpriced = self._recompute(self._align(d0), d1 if d1 % self.interval_ns == 0 else self._align(d1) + self.interval_ns)
+            done_ids += [x.request_id for x in racts]
+            lo = min([lo, *(x.start_ns for x in racts)])
+            priced = priced or rpriced
+        self._finish(done_ids, lo, self._watermark, priced)
+
+    def _recompute(self, start: int, end: int) -> tuple[list[Activity], bool]:
+        self.store.force_flush()
+        cur = self.store.cursor()
+        try:
+            rows = queries.run(cur, "costs.activities", lo_ns=start - self._max_duration_ns - self.interval_ns,
+                               hi_ns=end, after_ns=start)
+            for name in ("costs.delete_request_costs", "costs.delete_windows"):
+                queries.run(cur, name, host=self.host, start_ns=start, end_ns=end)
+        finally:
+            cur.close()
+        acts = [Activity(r["request_id"], r["start_ns"], max(r["end_ns"], r["start_ns"] + 1), r["tokens"],
+                         r["model"], r["tenant"], r["endpoint"], r["operation"]) for r in rows]
+        priced = False
+        for a in range(start, end, _CHUNK_WINDOWS * self.interval_ns):
+            priced = self._write_windows(a, min(end, a + _CHUNK_WINDOWS * self.interval_ns), acts) or priced
+        self.stats["recomputed_windows"] += (end - start) // self.interval_ns
+        return acts, priced
+
+    def _write_windows(self, a: int, b: int, acts: Sequence[Activity]) -> bool:
+        """Compute and queue the rows of windows ``[a, b)``; True when any window had a price."""
+        step = self.interval_ns
+        n = (b - a) // step
+        buckets: list[list[Activity]] = [[] for _ in range(n)]
+        for act in acts:
+            i0 = max(0, (act.start_ns - a) // step)
+            i1 = min(n, -(-(act.end_ns - a) // step))
+            for i in range(i0, i1):
+                buckets[i].append(act)
+        cur = self.store.cursor()
+        try:
+            samples = queries.run(cur, "costs.gpu_energy_samples", host=self.host, lo_ns=a - step // 2, hi_ns=b + step // 2 + 1)
+        finally:
+            cur.close()
+        energies = window_energies(((s["ts_ns"], s["gpu_uuid"], s["power_w"], s["energy_j"]) for s in samples), a, step, n)
+        now = self.clock()
+        windows, rows = [], []
+        priced = False
+        for i in range(n):
+            ws = a + i * step
+            price = self._price(ws, ws + step)
+            priced = priced or price.cost_nusd is not None
+            w, r = attribute_window(self.host, ws, ws + step, buckets[i], price, energies[i], self.method, now)
+            windows.append(w)
+            rows.extend(r)
+        self.store.submit("cost_windows", windows)
+        self.store.submit("request_costs", rows)
+        self.stats["windows"] += n
+        self.stats["request_rows"] += len(rows)
+        return priced
+
+    def _price(self, ws: int, we: int) -> WindowPrice:
+        hit = self._book.at(ws)
+        if hit is None:
+            return WindowPrice(None, None, None, None)
+        row, hourly_n = hit
+        cost = window_cost_nusd(hourly_n, row["effective_from_ns"], ws, we) if hourly_n is not None else None
+        return WindowPrice(row["hourly_usd"], cost, row["gpu_count"], co2e_g_per_mj(row["grid_gco2e_per_kwh"], row["pue"]))
+
+    def _finish(self, ids: list[int], lo: int, hi: int, priced: bool) -> None:
+        """Write the requests' totals (sum of their allocation shares) once their rows are stored."""
+        if not ids or not priced:
+            return
+        self.store.force_flush()
+        cur = self.store.cursor()
+        try:
+            queries.run(cur, "costs.update_request_totals", host=self.host, ids=ids, lo_ns=self._align(lo), hi_ns=hi)
+        finally:
+            cur.close()
+        self.stats["updated_requests"] += len(ids)
+
+
+class _Sink:
+    __slots__ = ("consume",)
+
+    def __init__(self, attribution: Attribution) -> None:
+        self.consume = attribution.consume
+
+
+_PRICE_COLS = ("hourly_usd", "cloud", "instance_type", "pricing", "gpu_type", "gpu_count", "region",
+               "grid_gco2e_per_kwh", "pue", "source", "recorded_at_ns")
+
+
+def activity_of(r: InferenceRecord) -> Activity:
+    start = r.start_time_ns
+    end = start + int(r.duration_s * 1e9)
+    tokens = None if r.input_tokens is None and r.output_tokens is None else (r.input_tokens or 0) + (r.output_tokens or 0)
+    return Activity(r.request_id, start, max(end, start + 1), tokens, r.request_model or r.response_model,
+                    r.tenant, r.endpoint, r.operation)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(r for r in ranges if r[1] > r[0]):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out

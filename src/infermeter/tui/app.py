@@ -111,8 +111,23 @@ class TopApp(App[None]):
         self.snapshot: Snapshot | None = None  # the last one that answered
         self.lost: str | None = None
         self.polls = 0  # snapshots applied, for tests and the help screen
+        self.lost_polls = 0  # polls the source did not answer
         self.data_ready = asyncio.Event()  # set once the first snapshot is on screen
+        self._answered = asyncio.Event()  # set (and replaced) at every answer, lost or not
         self._in_flight = False
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        """Wait for the polls to make ``predicate()`` true (tests, scripts); TimeoutError otherwise."""
+
+        async def wait() -> None:
+            while not predicate():
+                await self._answered.wait()
+
+        await asyncio.wait_for(wait(), timeout_s)
+
+    def _signal_answer(self) -> None:
+        ev, self._answered = self._answered, asyncio.Event()
+        ev.set()
 
     def get_default_screen(self) -> Screen:
         return Dashboard()
@@ -169,14 +184,17 @@ class TopApp(App[None]):
         self._render_bars()
         self._render_panels(snap)
         self.data_ready.set()
+        self._signal_answer()
 
     def _set_lost(self, reason: str) -> None:
         self.lost = reason
+        self.lost_polls += 1
         self._render_bars()
         if self.snapshot is None:
             waiting = f"Waiting for {self.source.description}…"
             for name in PANELS:
-                self.screen.query_one(f"#{name}").show_note(waiting)
+                self.screen_stack[0].query_one(f"#{name}").show_note(waiting)
+        self._signal_answer()
 
     # -- rendering --------------------------------------------------------------------------------
     def _render_bars(self) -> None:

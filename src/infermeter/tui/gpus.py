@@ -11,11 +11,15 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
 
 from . import format as fmt
 
-__all__ = ["GpuPanel", "GpuInfo", "gpu_devices"]
+__all__ = ["GpuPanel", "GpuInfo", "gpu_devices", "Spark", "spark_line"]
+
+_BARS = "▁▂▃▄▅▆▇█"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,36 @@ def gpu_devices(data: dict[str, Any]) -> list[GpuInfo]:
     return out
 
 
+def spark_line(values: tuple[float, ...], top: float, width: int) -> str:
+    """Values as one line of bars on a fixed scale 0..top (a flat 12% reads low, not mid-height).
+
+    Newest on the right; more values than columns are averaged into buckets, fewer are padded left.
+    """
+    if width <= 0 or not values or not top > 0:
+        return ""
+    if len(values) > width:
+        n = len(values)
+        values = tuple(
+            sum(chunk) / len(chunk)
+            for chunk in (values[i * n // width:(i + 1) * n // width] for i in range(width))
+            if chunk
+        )
+    bars = [_BARS[max(0, min(len(_BARS) - 1, round(v / top * (len(_BARS) - 1))))] for v in values]
+    return " " * (width - len(bars)) + "".join(bars)
+
+
+class Spark(Widget):
+    """A sparkline with a fixed scale (Textual's own scales to the data's min and max)."""
+
+    DEFAULT_CSS = "Spark { height: 1; color: $accent; }"
+
+    values: reactive[tuple[float, ...]] = reactive(())
+    top: reactive[float] = reactive(100.0)
+
+    def render(self) -> str:
+        return spark_line(self.values, self.top, self.size.width)
+
+
 class _Metric(Horizontal):
     def __init__(self, label: str, kind: str) -> None:
         super().__init__(classes=f"metric {kind}")
@@ -73,11 +107,13 @@ class _Metric(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static(self.label, classes="metric-label")
-        yield Sparkline([], summary_function=max)
+        yield Spark()
         yield Static("-", classes="metric-value")
 
-    def set(self, history: tuple[float, ...], value: str) -> None:
-        self.query_one(Sparkline).data = list(history) or None
+    def set(self, history: tuple[float, ...], value: str, top: float | None) -> None:
+        spark = self.query_one(Spark)
+        spark.top = top or max(history, default=0.0) or 1.0
+        spark.values = history
         self.query_one(".metric-value", Static).update(value)
 
 
@@ -100,9 +136,9 @@ class GpuCard(Vertical):
         self.query_one(".gpu-title", Static).update(g.label)
         mem = f"{fmt.gib(g.mem_used_bytes)}/{fmt.gib(g.mem_total_bytes)}G" if g.mem_total_bytes else fmt.gib(g.mem_used_bytes)
         power = fmt.watts(g.power_w) + (f"/{fmt.watts(g.power_limit_w)}" if g.power_limit_w else "")
-        self.query_one(".util", _Metric).set(g.util_history, fmt.pct(g.utilization_pct))
-        self.query_one(".mem", _Metric).set(g.mem_history, mem)
-        self.query_one(".power", _Metric).set(g.power_history, power)
+        self.query_one(".util", _Metric).set(g.util_history, fmt.pct(g.utilization_pct), 100.0)
+        self.query_one(".mem", _Metric).set(g.mem_history, mem, 100.0 if g.mem_total_bytes else None)
+        self.query_one(".power", _Metric).set(g.power_history, power, g.power_limit_w)
 
 
 class GpuPanel(Vertical):

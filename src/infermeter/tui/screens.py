@@ -135,7 +135,7 @@ def recommendation_text(rec: dict[str, Any]) -> Text:
             t.append(f"\n{rec[key]}\n")
     t.append("\nEvidence\n", style="bold underline")
     t.append("\n".join(_evidence_lines(rec.get("evidence"))) + "\n")
-    known = {"title", "savings_usd_per_month", "confidence", "rule", "action", "description", "detail", "evidence"}
+    known = {"id", "title", "savings_usd_per_month", "confidence", "rule", "action", "description", "detail", "evidence"}
     rest = {k: v for k, v in rec.items() if k not in known}
     if rest:
         t.append("\nOther fields\n", style="bold underline")

@@ -4,11 +4,12 @@
 (``gen_ai.token.type`` input/output), ``gen_ai.client.operation.duration``,
 ``gen_ai.server.request.duration``, ``gen_ai.server.time_to_first_token`` (histograms with the
 conventions' explicit bucket boundaries), ``infermeter.cost`` (USD, by model, tenant and cost
-source) and ``infermeter.requests``. GPU gauges (``hw.gpu.utilization``, ``hw.gpu.memory.usage``,
-``hw.gpu.memory.limit``, ``hw.power``, ``hw.energy``) and the idle cost are observed at collection
-time from a :class:`GpuSource` (the sampler's latest values) and a :class:`CostSource` (the cost
-tables: GPU-time shares priced after ingest, and idle); a source that has nothing yields nothing,
-never zeros.
+source) and ``infermeter.requests``. The GPU gauges (``hw.gpu.utilization``, ``hw.gpu.memory.usage``,
+``hw.gpu.memory.limit``, ``hw.power``, ``hw.energy``, by ``hw.id``/``hw.name``/``hw.type=gpu``)
+are the collectors' own instruments (:mod:`infermeter.collectors.semconv`), observed at
+collection time from the sampler's latest snapshot. Costs the records did not carry at ingest
+(self-hosted GPU-time shares, idle capacity) come cumulative from a :class:`CostSource` (the cost
+tables). A source that has nothing yields nothing, never zeros.
 
 Whoever reads the meter provider (Prometheus ``/metrics``, an OTLP periodic reader) sees the same
 instruments. Metric values are floats: the exact money lives in the store.
@@ -27,7 +28,6 @@ from ..records import InferenceRecord
 
 __all__ = [
     "MetricsSink",
-    "GpuSource",
     "CostTotal",
     "CostSource",
     "TOKEN_BUCKETS",
@@ -44,14 +44,6 @@ SCOPE = "infermeter"
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-
-
-class GpuSource(Protocol):
-    """The sampler's latest reading of every GPU (:class:`infermeter.collectors.readings.GpuReading`:
-    ``uuid``, ``name``, ``utilization_pct``, ``mem_used_bytes``, ``mem_total_bytes``, ``power_w``,
-    ``energy_j``); empty when there is none."""
-
-    def __call__(self) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +79,17 @@ class MetricsSink:
     def __init__(
         self,
         meter_provider: Any,
-        gpu_source: GpuSource = _nothing,
+        gpu_latest: Callable[[], Any] | None = None,
         cost_source: CostSource = _nothing,
     ) -> None:
         from .. import __version__
 
         self.meter_provider = meter_provider
-        self._gpu_source = gpu_source
         self._cost_source = cost_source
         self._attrs: dict[tuple, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+        self._closed = False
         m = meter_provider.get_meter(SCOPE, __version__)
         self._tokens = m.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
@@ -119,19 +111,15 @@ class MetricsSink:
         self._cost_totals: dict[tuple, Decimal] = {}
         m.create_observable_counter("infermeter.cost", [self._observe_cost], unit="USD",
                                     description="Cost of inference by model, tenant and cost source; source=idle is capacity no request used.")
-        m.create_observable_gauge("hw.gpu.utilization", [self._gpu_cb("utilization_pct", 0.01)], unit="1",
-                                  description="Fraction of time spent in a specific task.")
-        m.create_observable_up_down_counter("hw.gpu.memory.usage", [self._gpu_cb("mem_used_bytes")], unit="By",
-                                            description="GPU memory used.")
-        m.create_observable_up_down_counter("hw.gpu.memory.limit", [self._gpu_cb("mem_total_bytes")], unit="By",
-                                            description="Size of the GPU memory.")
-        m.create_observable_gauge("hw.power", [self._gpu_cb("power_w")], unit="W",
-                                  description="Instantaneous power consumed by the component.")
-        m.create_observable_counter("hw.energy", [self._gpu_cb("energy_j")], unit="J",
-                                    description="Energy consumed by the component.")
+        if gpu_latest is not None:
+            from ..collectors.semconv import register_hw_instruments
+
+            register_hw_instruments(m, gpu_latest)
 
     # -- records ------------------------------------------------------------------------------
     def consume(self, records: Sequence[InferenceRecord]) -> None:
+        if self._closed:
+            return
         tokens, op_d, srv_d, ttft = self._tokens.record, self._op_duration.record, self._server_duration.record, self._ttft.record
         reqs = self._requests.add
         costs: dict[tuple, Decimal] = {}
@@ -159,6 +147,10 @@ class MetricsSink:
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
         return True  # points are in the SDK's aggregations already; readers flush themselves
+
+    def close(self) -> None:
+        """Stop recording (the meter provider is about to shut down)."""
+        self._closed = True
 
     def _base_attrs(self, r: InferenceRecord) -> tuple[tuple, dict[str, Any]]:
         key = ("b", r.operation, r.provider, r.request_model, r.response_model, r.server_address)
@@ -203,23 +195,6 @@ class MetricsSink:
         return value
 
     # -- observed at collection time -------------------------------------------------------------
-    def _gpu_cb(self, field: str, scale: float = 1) -> Callable[[Any], Iterable[Any]]:
-        from opentelemetry.metrics import Observation
-
-        def observe(options: Any) -> Iterable[Any]:
-            out = []
-            for g in self._read("gpu source", self._gpu_source):
-                v = getattr(g, field)
-                if v is None:
-                    continue
-                attrs = {"hw.type": "gpu", "hw.id": g.uuid}
-                if g.name:
-                    attrs["hw.name"] = g.name
-                out.append(Observation(v * scale if scale != 1 else v, attrs))
-            return out
-
-        return observe
-
     def _observe_cost(self, options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
 

@@ -307,7 +307,7 @@ class Upstream:
     # -- plain HTTP --------------------------------------------------------------------------------
     async def echo(self, request: web.Request) -> web.Response:
         call = await self._record(request)
-        out = {"method": call.method, "path": call.path, "query": call.query, "body_len": len(call.body)}
+        out = {"method": call.method, "raw_path": request.raw_path, "body_len": len(call.body)}
         return web.Response(body=dumps(out), content_type="application/json",
                             headers={"X-Upstream": "yes", "X-Private": "drop-me", "Connection": "keep-alive, X-Private"})
 

@@ -17,8 +17,21 @@ from typing import Any, Protocol
 
 __all__ = [
     "WireProtocol", "Extracted", "Body", "json_or_none", "find_value", "hash_prompt", "as_int", "as_str",
-    "provider_cost", "prompt_size",
+    "provider_cost", "prompt_size", "loads",
 ]
+
+try:  # 5x faster than json for the parsing and hashing every proxied request pays for
+    import orjson
+
+    loads = orjson.loads
+
+    def _canonical(obj: Any) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+except ImportError:  # the same bytes for the same prompts, only slower
+    loads = json.loads
+
+    def _canonical(obj: Any) -> bytes:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 _decoder = json.JSONDecoder()
 _WS = b" \t\r\n"
@@ -112,7 +125,7 @@ class Body:
         bad = False
         for p in pieces:
             try:
-                out.append(json.loads(p))
+                out.append(loads(p))
             except ValueError:
                 bad = True
         return out, bad
@@ -146,8 +159,8 @@ def json_or_none(data: bytes | None) -> Any:
     if not data:
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return loads(data)
+    except ValueError:  # orjson's and json's decode errors (UnicodeDecodeError included) are ValueErrors
         return None
 
 
@@ -194,10 +207,6 @@ def provider_cost(usage: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return d if d.is_finite() and d >= 0 else None
-
-
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def hash_prompt(obj: Any) -> int | None:

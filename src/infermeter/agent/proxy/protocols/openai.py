@@ -14,7 +14,7 @@ from typing import Any
 
 from ....records import Operation
 from ...usage import extract_usage
-from .base import Body, Extracted, as_str, provider_cost
+from .base import Body, Extracted, as_str, loads, provider_cost
 
 __all__ = ["PROTOCOL", "OpenAIProtocol"]
 
@@ -44,8 +44,8 @@ class OpenAIProtocol:
         if b'"stream"' not in body or not path.endswith("completions"):
             return None
         try:
-            req = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            req = loads(body)
+        except ValueError:
             return None
         if not isinstance(req, dict) or req.get("stream") is not True:
             return None

@@ -1,6 +1,7 @@
 """Queries of cost attribution and the cost views (tables of migration m0003)."""
 
-_END_NS = "(start_time_ns + floor(duration_s * 1000000000)::BIGINT)"  # == InferenceRecord.end_time_ns
+# == InferenceRecord.end_time_ns, and at least 1 ns after the start (as attribution.activity_of)
+_END_NS = "greatest(start_time_ns + floor(duration_s * 1000000000)::BIGINT, start_time_ns + 1)"
 
 QUERIES = {
     # -- attribution ------------------------------------------------------------------------------

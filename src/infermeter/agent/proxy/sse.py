@@ -28,7 +28,8 @@ class UsageStripper:
     def feed(self, chunk: bytes) -> bytes:
         """The complete events so far, filtered; an unfinished event is held until it ends."""
         data = self._pending + chunk if self._pending else chunk
-        end = max(data.rfind(b"\n\n") + 2, data.rfind(b"\r\n\r\n") + 4, 0)
+        lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
+        end = max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
         if end == 0:
             self._pending = data
             return b""

@@ -1,7 +1,8 @@
 """The process-wide runtime: which pipeline ``@track`` feeds, started on first use.
 
 With no endpoint configured, the first tracked call starts the embedded agent (store, pipeline,
-API) on daemon threads. The implicit default never breaks the user's code: if it cannot start
+API) on daemon threads. With ``INFERMETER_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` set it
+starts a :class:`~infermeter.exporters.remote.RemoteAgent` instead: records go out as OTLP spans. The implicit default never breaks the user's code: if it cannot start
 it warns once and telemetry is off. ``infermeter.configure(...)`` starts it explicitly and raises
 a clear error instead.
 """
@@ -72,8 +73,13 @@ def _install(settings: Any, explicit: bool) -> "Agent":
     global _pipeline, _agent
     from .agent import Agent
 
-    agent = Agent(settings, announce=True)
-    agent.start()
+    if settings.endpoint:  # a worker: export OTLP to the agent (or any backend) instead of owning a store
+        from ..exporters.remote import RemoteAgent
+
+        agent = RemoteAgent(settings).start()
+    else:
+        agent = Agent(settings, announce=True)
+        agent.start()
     _agent = agent
     _pipeline = agent.pipeline
     return agent

@@ -26,13 +26,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import ConfigError
-from ..records import InferenceRecord, Source, Status
+from ..records import InferenceRecord, Source, Status, new_request_id
 
 __all__ = [
     "OtlpConfig",
     "SpanSink",
     "record_span",
     "record_attributes",
+    "ensure_request_ids",
     "build_resource",
     "span_exporter",
     "metric_reader",
@@ -203,7 +204,8 @@ def record_attributes(r: InferenceRecord) -> dict[str, Any]:
     if r.tenant:
         a["infermeter.tenant"] = r.tenant
     a["infermeter.source"] = r.source
-    a["infermeter.request_id"] = r.request_id
+    if r.request_id is not None:
+        a["infermeter.request_id"] = r.request_id
     if r.status == Status.CANCELLED:
         a["infermeter.status"] = Status.CANCELLED
     if r.streaming:
@@ -250,6 +252,14 @@ def _scope() -> Any:
     from .. import __version__
 
     return InstrumentationScope(RECORDS_SCOPE, __version__)
+
+
+def ensure_request_ids(batch: list[InferenceRecord]) -> list[InferenceRecord]:
+    """Processor: give records without a ``request_id`` one before the sinks run, so the stored
+    row and the exported span (``infermeter.request_id``) carry the same key."""
+    if all(r.request_id is not None for r in batch):
+        return batch
+    return [r if r.request_id is not None else r.replace(request_id=new_request_id()) for r in batch]
 
 
 class SpanSink:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from .otlp import OtlpConfig, SpanSink, build_resource, metric_reader
+from .otlp import OtlpConfig, SpanSink, build_resource, ensure_request_ids, metric_reader
 
 __all__ = ["RemoteAgent"]
 
@@ -41,6 +41,7 @@ class RemoteAgent:
         self.pipeline = Pipeline(queue_size=settings.queue_size, batch_size=settings.batch_size,
                                  flush_interval_s=settings.flush_interval_s)
         self.components: list[Any] = []
+        self.pipeline.processors.append(ensure_request_ids)
         pricer = _pricer(settings)
         if pricer is not None:
             self.pipeline.processors.append(pricer)

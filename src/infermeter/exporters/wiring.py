@@ -17,7 +17,7 @@ from typing import Any
 
 from ..agent.api import Request, Response
 from .metrics import CostTotal, MetricsSink
-from .otlp import OtlpConfig, SpanSink, build_resource, metric_reader
+from .otlp import OtlpConfig, SpanSink, build_resource, ensure_request_ids, metric_reader
 from .prometheus import PrometheusEndpoint, prometheus_available, unavailable_handler
 from .receiver import OtlpReceiver
 
@@ -64,6 +64,7 @@ class AgentExporters:
         a = self.agent
         a.pipeline.sinks.append(self.metrics)
         if self.spans is not None:
+            a.pipeline.processors.insert(0, ensure_request_ids)
             a.pipeline.sinks.append(self.spans)
         if a.api is not None:
             a.api.route("GET", "/metrics", self._metrics_handler if self.prometheus else unavailable_handler)

@@ -192,7 +192,7 @@ class Settings:
 
     # -- collectors -------------------------------------------------------------------------
     sampling: bool = _setting(True, "INFERMETER_SAMPLING", _bool, "Run the sampler (host, GPU, model-server metrics) in the agent.")
-    sample_interval_s: float = _setting(1.0, "INFERMETER_SAMPLE_INTERVAL", _pos_float, "Sampler tick, seconds (aligned to the wall clock).")
+    sample_interval_s: float = _setting(1.0, "INFERMETER_SAMPLE_INTERVAL", lambda v: _pos_float(parse_duration(v)), "Sampler tick: seconds or a duration like 250ms (aligned to the wall clock).")
     target_pid: int | None = _setting(None, "INFERMETER_TARGET_PID", _int_or_none, "PID of the model server whose process tree the host collector watches.")
     metrics_urls: str | None = _setting(None, "INFERMETER_METRICS_URLS", _str_or_none, "Comma-separated model-server Prometheus /metrics URLs to scrape.")
     gpu: bool = _setting(True, "INFERMETER_GPU", _bool, "Sample GPUs through NVML when present.")

@@ -94,7 +94,7 @@ class GpuCollector:
             return None
         if dev.uuid in self._failing:
             self._failing.discard(dev.uuid)
-            logger.warning("infermeter: GPU %d (%s) answers again", dev.index, dev.uuid)
+            logger.warning("infermeter: GPU %d (%s) can be read again", dev.index, dev.uuid)
         for e in errors:
             key = (dev.uuid, e.fn, e.code)
             if key not in self._logged:

@@ -5,8 +5,9 @@ The target is a PID from config, or the process listening on the upstream's port
 from differences of cumulative CPU times between ticks, kept here rather than in psutil's
 module-level ``cpu_percent`` state, so the first tick reads ``None`` (nothing to compare with)
 and nobody else's ``cpu_percent`` calls disturb ours. Processes may come and go between ticks: a
-child born since the last tick counts all its CPU time, one that vanished is dropped. The tree
-is re-listed every ``tree_refresh_s`` (listing children scans every process on the machine).
+child that appears in the tree counts all the CPU time it used since it was born (so none is lost
+or counted twice), one that vanished is dropped. The tree is re-listed every ``tree_refresh_s``
+(listing children scans every process on the machine).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
+_CREATE_TIME_SLACK_S = 1.0  # psutil's create_time rests on the boot time in whole seconds
 
 
 def upstream_port(upstream: str | None) -> int | None:
@@ -44,20 +46,30 @@ def upstream_port(upstream: str | None) -> int | None:
 
 
 def find_listener(port: int) -> int | None:
-    """The PID listening on TCP ``port``: of several (pre-forked workers), the one whose parent is not among them."""
+    """The PID listening on TCP ``port``; with pre-forked workers sharing the socket, their parent."""
     try:
         conns = psutil.net_connections(kind="tcp")
     except (psutil.AccessDenied, OSError) as e:
         logger.info("infermeter: cannot list listening sockets to find the model server: %s", e)
         return None
-    pids = {c.pid for c in conns if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
-    for pid in sorted(pids):
-        try:
-            if psutil.Process(pid).ppid() not in pids:
-                return pid
-        except _GONE:
-            continue
-    return min(pids) if pids else None
+    pids = sorted({c.pid for c in conns if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
+    if not pids:
+        return None
+    # psutil names one holder per socket; climb while the parent listens on the port too.
+    try:
+        p = psutil.Process(pids[0])
+        while (parent := p.parent()) is not None and _listens(parent, port):
+            p = parent
+        return p.pid
+    except _GONE:
+        return pids[0]
+
+
+def _listens(p: psutil.Process, port: int) -> bool:
+    try:
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in p.net_connections(kind="tcp"))
+    except (psutil.AccessDenied, *_GONE):
+        return False
 
 
 def _cpu_busy_total(t: object) -> tuple[float, float]:
@@ -88,8 +100,8 @@ class HostCollector:
         self._procs: dict[int, psutil.Process] = {}
         self._proc_cpu: dict[int, float] = {}
         self._listed_ns: int | None = None
-        self._read_ns = 0  # monotonic and wall time of the last successful read of the tree
-        self._read_wall_s = 0.0
+        self._listed_wall_s = 0.0
+        self._read_ns = 0  # monotonic time of the last successful read of the tree
         self._discover_at_ns = 0
         self._discover_backoff_s = 5.0
         self._said: set[str] = set()
@@ -147,7 +159,7 @@ class HostCollector:
         for c in children:
             fresh[c.pid] = self._procs.get(c.pid) or c
         self._procs = fresh
-        self._listed_ns = now
+        self._listed_ns, self._listed_wall_s = now, time.time()
         return True
 
     def _lose_target(self, pid: int) -> None:
@@ -165,6 +177,7 @@ class HostCollector:
         pid = self._resolve(now)
         if pid is None:
             return (None, None, None, None)
+        listed_before_s = self._listed_wall_s - _CREATE_TIME_SLACK_S
         stale = self._listed_ns is None or now - self._listed_ns >= self.tree_refresh_ns or pid not in self._procs
         if stale and not self._list_tree(pid, now):
             self._lose_target(pid)
@@ -180,8 +193,8 @@ class HostCollector:
                     prev = prev_cpu.get(p.pid)
                     if prev is not None:
                         used_s += max(0.0, cpu_s - prev)
-                    elif had_root and p.create_time() >= self._read_wall_s:
-                        used_s += cpu_s  # born since the last tick: all its CPU time is in this interval
+                    elif had_root and p.create_time() >= listed_before_s:
+                        used_s += cpu_s  # born since the tree was last listed: all its CPU time is new
                 cpu[p.pid] = cpu_s
             except _GONE:
                 self._procs.pop(p.pid, None)
@@ -191,7 +204,7 @@ class HostCollector:
             self._lose_target(pid)
             return (pid, 0, None, None)
         self._proc_cpu = cpu
-        last_ns, self._read_ns, self._read_wall_s = self._read_ns, now, time.time()
+        last_ns, self._read_ns = self._read_ns, now
         if denied:
             self._say_once("denied", "infermeter: not allowed to read some of pid %d's processes; run infermeter as the "
                            "same user as the model server (or root) to sample its CPU and memory", pid)

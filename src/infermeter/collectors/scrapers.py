@@ -8,7 +8,7 @@ sample lines we use: a vLLM page is mostly histogram buckets, and parsing all of
 would cost more than the rest of a tick. Comment lines are dropped too, so sample names reach us
 exactly as written (a ``# TYPE x counter`` line would make the parser rename ``x`` to ``x_total``).
 Label sets are combined: counts and totals are summed (several engines or models), fractions
-averaged.
+averaged; NaN and negative values mean "unknown" and are left out.
 
 An unreachable endpoint gives no data and one log line per outage, and is retried with
 back-off; an endpoint found by guessing (the upstream's ``/metrics``) is dropped if it is not a
@@ -93,7 +93,7 @@ def parse_metrics(text: str) -> tuple[str | None, dict[str, float]]:
     for fam in text_string_to_metric_families("\n".join(lines) + "\n"):
         for s in fam.samples:
             target = spec.get(s.name)
-            if target is None or math.isnan(s.value):
+            if target is None or math.isnan(s.value) or s.value < 0:  # vLLM V0 reports -1 for "no hit rate"
                 continue
             acc.setdefault(target[0], []).append(float(s.value))
     how = {metric: h for metric, h in spec.values()}
@@ -160,8 +160,8 @@ class ServerScraper:
         self.failures += 1
         if isinstance(e, urllib.error.HTTPError):
             e.close()
-        if self.guessed and self.kind is None:
-            self.done = True
+        if self.guessed and self.kind is None and isinstance(e, (urllib.error.HTTPError, ValueError)):
+            self.done = True  # it answered, and it is not a model server we read (a refused connection may be one starting)
             logger.info("infermeter: %s is not a model-server metrics page we read (%s); not scraping it", self.url, _why(e))
             return []
         if not self._down:

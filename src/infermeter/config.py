@@ -117,6 +117,19 @@ def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int
     return host, p
 
 
+def _pos_duration(v: Any) -> float:
+    secs = parse_duration(v)
+    if secs <= 0:
+        raise ValueError("must be a positive duration")
+    return secs
+
+
+def _rule_thresholds(v: Any) -> tuple[tuple[str, Any], ...]:
+    from .rules.thresholds import parse_overrides  # imported on use: `import infermeter` stays light
+
+    return parse_overrides(v)
+
+
 def _hostport_or_off(v: Any) -> str | None:
     s = str(v).strip()
     if s.lower() in ("off", "none", "0", "false", ""):
@@ -219,6 +232,14 @@ class Settings:
     price_file: str | None = _setting(None, "INFERMETER_PRICE_FILE", _str_or_none, "User price catalog (TOML/JSON) overriding the shipped one.")
     attribution_weighting: str = _setting("time", "INFERMETER_ATTRIBUTION_WEIGHTING", _choice("time", "tokens"), "Split each window among its requests by overlap ('time') or overlap x tokens ('tokens').")
     attribution_delay_s: float = _setting(30.0, "INFERMETER_ATTRIBUTION_DELAY", parse_duration, "Finalise a cost window this long after it closes (requests still running then are re-attributed when they end).")
+
+    # -- recommendations --------------------------------------------------------------------
+    rules: tuple[tuple[str, Any], ...] = _setting(
+        (), "INFERMETER_RULES", lambda v: _rule_thresholds(v),
+        "Rule threshold overrides: a [rules] table in the config file, or rule.key=value,... (`infermeter recommend --thresholds` lists them).",
+    )
+    recommend_interval_s: float = _setting(3600.0, "INFERMETER_RECOMMEND_INTERVAL", parse_duration, "How often the agent re-evaluates and stores recommendations; 0 turns it off.")
+    recommend_window_s: float = _setting(86400.0, "INFERMETER_RECOMMEND_WINDOW", _pos_duration, "Window of data the recommendations look at (e.g. 24h, 7d).")
 
     # -- export (OTLP, receiver) ------------------------------------------------------------
     otlp_protocol: str = _setting("http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL", _choice("http/protobuf", "grpc"), "OTLP export protocol.")

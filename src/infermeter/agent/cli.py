@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": "infermeter.agent.commands.demo",
     "report": "infermeter.agent.commands.report",
     "config": "infermeter.agent.commands.config",
+    "prices": "infermeter.agent.commands.prices",
     "top": "infermeter.agent.commands.top",
     "run": "infermeter.agent.commands.run",
     "proxy": "infermeter.agent.commands.proxy",

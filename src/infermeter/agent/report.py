@@ -16,17 +16,28 @@ def _iso(ns: int) -> str:
 
 
 def build_report(con: Any, since_s: float | None = None, until_ns: int | None = None) -> dict[str, Any]:
-    """Per-model summary over ``[now - since_s, until)``; ``since_s=None`` means all time."""
+    """Per-model summary over ``[now - since_s, until)``; ``since_s=None`` means all time.
+
+    Cost parts (see :mod:`infermeter.cost.views`): per model the unit costs and GPU energy, and
+    for the box its instance, idle and unallocated cost, plus burn rate, spend today, 30 days.
+    """
+    from ..cost.views import cost_groups, instance_totals, rates
+
     until = until_ns or time.time_ns() + 1
     since = 0 if since_s is None else until - int(since_s * 1e9)
     models = queries.run(con, "requests.by_model", since_ns=since, until_ns=until)
+    costs = {g["model"]: g for g in cost_groups(con, "model", since, until)}
     for m in models:
         m.pop("first_ns", None)
         m.pop("last_ns", None)
+        c = costs.get(m["model"], {})
+        for key in ("cost_per_1k_requests_usd", "cost_per_1m_tokens_usd", "energy_j", "gpu_s", "usage_cost_usd"):
+            m[key] = c.get(key)
     total_cost = None
     for m in models:
         if m["cost_usd"] is not None:
             total_cost = (total_cost or 0) + m["cost_usd"]
+    box = instance_totals(con, since, until)
     return {
         "since": _iso(since) if since else None,
         "until": _iso(until),
@@ -35,6 +46,12 @@ def build_report(con: Any, since_s: float | None = None, until_ns: int | None = 
         "cost_usd": total_cost,
         "unpriced_requests": sum(m["unpriced_requests"] for m in models),
         "models": models,
+        "instance_cost_usd": box["instance_cost_usd"],
+        "idle_cost_usd": box["idle_cost_usd"],
+        "idle_share": box["idle_share"],
+        "unallocated_cost_usd": box["unallocated_cost_usd"],
+        "energy_j": box["energy_j"],
+        **rates(con, until - 1),
     }
 
 
@@ -43,6 +60,8 @@ def _fmt(v: Any, kind: str = "") -> str:
         return "unpriced" if kind == "$" else "-"
     if kind == "$":
         return f"${float(v):,.4f}"
+    if kind == "J":
+        return f"{float(v) / 1000:,.2f}kJ" if v >= 1000 else f"{float(v):,.1f}J"
     if kind == "s":
         return f"{float(v) * 1000:,.0f}ms" if v < 10 else f"{float(v):,.1f}s"
     if isinstance(v, int):
@@ -55,7 +74,8 @@ def format_report(rep: dict[str, Any]) -> str:
     cols = [("model", "model", ""), ("requests", "requests", ""), ("errors", "errors", ""),
             ("in tok", "input_tokens", ""), ("out tok", "output_tokens", ""), ("p50", "latency_p50_s", "s"),
             ("p95", "latency_p95_s", "s"), ("ttft p50", "ttft_p50_s", "s"), ("cost", "cost_usd", "$"),
-            ("unpriced", "unpriced_requests", "")]
+            ("$/1k req", "cost_per_1k_requests_usd", "$"), ("$/1M tok", "cost_per_1m_tokens_usd", "$"),
+            ("energy", "energy_j", "J"), ("unpriced", "unpriced_requests", "")]
     rows = [[_fmt(m.get(key), kind) for _, key, kind in cols] for m in rep["models"]]
     header = [c[0] for c in cols]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -71,7 +91,28 @@ def format_report(rep: dict[str, Any]) -> str:
     total = _fmt(rep.get("cost_usd"), "$")
     lines.append(f"total: {rep['requests']:,} requests, {rep['errors']:,} errors, cost {total}"
                  + (f" ({rep['unpriced_requests']:,} requests unpriced)" if rep.get("unpriced_requests") else ""))
+    lines.extend(_format_cost_lines(rep))
     return "\n".join(lines)
+
+
+def _format_cost_lines(rep: dict[str, Any]) -> list[str]:
+    """The box and the rates, under the table; 'unknown' where no price is configured."""
+    out = []
+    if rep.get("instance_cost_usd") is not None:
+        share = f" ({rep['idle_share']:.0%} of it)" if rep.get("idle_share") is not None else ""
+        out.append(f"box: {_fmt(rep['instance_cost_usd'], '$')} for this window, idle {_fmt(rep.get('idle_cost_usd'), '$')}{share}"
+                   f", not attributable to any request {_fmt(rep.get('unallocated_cost_usd'), '$')}")
+    elif rep.get("models"):
+        out.append("box: no instance price (set INFERMETER_INSTANCE or INFERMETER_HOURLY_USD to price self-hosted requests)")
+    if rep.get("energy_j") is not None:
+        out.append(f"GPU energy: {_fmt(rep['energy_j'], 'J')}")
+    burn = rep.get("burn_rate_usd_per_hour")
+    if burn is not None or rep.get("spend_today_usd") is not None:
+        proj = rep.get("projected_30d_usd")
+        basis = f" (from {rep.get('projection_basis_h', 0):.1f} h of data)" if proj is not None else ""
+        out.append(f"burn rate now: {_fmt(burn, '$') + '/h' if burn is not None else '-'}; spend today: {_fmt(rep.get('spend_today_usd'), '$')}; "
+                   f"projected 30 days: {_fmt(proj, '$') if proj is not None else '-'}{basis}")
+    return out
 
 
 from .views import ViewContext, view  # noqa: E402 - registration at the end keeps the module readable

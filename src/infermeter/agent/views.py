@@ -19,6 +19,7 @@ VIEW_MODULES = [
     "infermeter.agent.report",
     "infermeter.agent.live_views",
     "infermeter.collectors.views",
+    "infermeter.cost.views",
 ]
 
 _VIEWS: dict[str, Callable[["ViewContext", dict[str, str]], dict[str, Any]]] = {}

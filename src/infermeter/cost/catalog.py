@@ -207,12 +207,13 @@ class Catalog:
     def search(self, text: str | None = None) -> dict[str, list[Any]]:
         """Entries whose names contain ``text`` (case-insensitive), by section."""
         t = (text or "").strip().lower()
+        canon = self.canonical(t) if t else None  # "llama3.1:8b" finds every host's llama-3.1-8b-instruct
 
         def hit(*names: str | None) -> bool:
             return not t or any(n and t in n.lower() for n in names)
 
         return {
-            "models": [m for m in self.models if hit(m.provider, m.model, *m.aliases)],
+            "models": [m for m in self.models if hit(m.provider, m.model, *m.aliases) or normalize(m.model) == canon],
             "instances": [i for i in self.instances if hit(i.cloud, i.instance_type, i.gpu_type)],
             "serverless": [s for s in self.serverless if hit(s.provider, s.gpu_type)],
             "carbon": [r for r in self.regions if hit(r.cloud, r.region)],

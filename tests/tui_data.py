@@ -59,7 +59,7 @@ def fixed_records() -> list[InferenceRecord]:
 
 
 # Fixed answers for the views other parts own, so the screens do not change when their figures do.
-COSTS = {"burn_rate_usd_per_hour": 3.2, "spend_today_usd": 41.2, "projection_30d_usd": 2304.0, "idle_share": 0.34}
+COSTS = {"burn_rate_usd_per_hour": 3.2, "spend_today_usd": 41.2, "projected_30d_usd": 2304.0, "instance": {"idle_share": 0.34}}
 
 GPU_UUIDS = ("GPU-0f1e", "GPU-7a2b")
 

@@ -40,6 +40,13 @@ PANELS = ("models", "tenants", "gpus", "recommendations", "requests")
 _PANEL_NAMES = {"models": "Models", "tenants": "Tenants", "gpus": "GPUs", "recommendations": "Recommendations", "requests": "Requests"}
 
 
+def _short_reason(message: str) -> str:
+    """"no agent answering at URL ([Errno 111] Connection refused)" -> "[Errno 111] Connection refused"."""
+    if message.startswith("no agent answering") and message.endswith(")") and " (" in message:
+        return message[message.index(" (") + 2:-1]
+    return message
+
+
 class Dashboard(Screen):
     """The main screen; tab moves between panels (in small terminals only one is visible)."""
 
@@ -211,9 +218,9 @@ class TopApp(App[None]):
 
         banner = screen.query_one("#banner", Static)
         if self.lost is not None:
-            since = f"; showing data from {fmt.clock(snap.fetched_ns)}" if snap else ""
-            banner.update(Content(f"⚠ Lost contact with {self.source.description}: {self.lost}{since}. "
-                                  f"Retrying every {self.interval_s:g}s…"))
+            since = f" Showing data from {fmt.clock(snap.fetched_ns)};" if snap else ""
+            banner.update(Content(f"⚠ Lost contact with {self.source.description}: {_short_reason(self.lost)}."
+                                  f"{since} retrying every {self.interval_s:g}s…"))
             banner.add_class("-visible")
         else:
             banner.remove_class("-visible")

@@ -18,21 +18,23 @@ __all__ = ["HelpScreen", "FilterScreen", "DetailScreen", "recommendation_text", 
 
 HELP_TEXT = """\
 [b]Keys[/b]
-  1-5        show/focus: models, tenants, GPUs, recommendations, requests
-  tab        next panel          shift+tab  previous panel
-  w / W      next / previous window (5m, 1h, 24h, 7d)
-  s / S      sort by the next column / reverse the order (focused table)
-  f          filter by model and/or tenant      x  clear filters
-  enter      on a model or tenant: filter to it; on a recommendation or request: details
-  r          refresh now          t  light/dark theme
-  ?          this help            q  quit
+  1-5       models, tenants, GPUs, recommendations, requests
+  tab       next panel (shift+tab: previous)
+  w / W     next / previous window: 5m, 1h, 24h, 7d
+  s / S     sort by the next column / reverse (tables)
+  ← / →     scroll a wide table
+  f / x     filter by model and tenant / clear the filter
+  enter     on a model or tenant: filter to it;
+            on a recommendation or request: its details
+  r         refresh now       t  light / dark theme
+  ?         this help         q  quit
 
 [b]Reading the numbers[/b]
-  req/s, tok/s   rates over the part of the window that has data
-  $/1k req       cost per 1,000 priced requests; $/1M tok per million priced tokens
-  unpriced       requests with no known price: never counted as $0
-  burn, idle     from the agent's cost view: $/hour now, and the share of the
-                 instance's cost no request used
+  req/s, tok/s  rates over the part of the window with data
+  $/1k, $/1M    cost per 1,000 priced requests, per 1M priced tokens
+  unpriced      requests with no known price: never counted as $0
+  burn, idle    from the agent's cost view: $/hour now, and the
+                share of the instance's cost no request used
 """
 
 

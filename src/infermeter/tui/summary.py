@@ -86,19 +86,32 @@ def cost_line(snap: Snapshot) -> Content:
     costs = snap.get("costs")
     if costs.data:
         c = costs.data
+        instance = c.get("instance") if isinstance(c.get("instance"), dict) else {}
+        burn = c.get("burn_rate_usd_per_hour")
+        today = c.get("spend_today_usd")
+        month = c.get("projected_30d_usd", c.get("projection_30d_usd"))
+        idle = instance.get("idle_share", c.get("idle_share"))
         parts: list[Any] = []
         for name, value in (
-            ("burn ", fmt.money(c.get("burn_rate_usd_per_hour"), "?") + "/h"),
-            ("today ", fmt.money(c.get("spend_today_usd"), "?")),
-            ("30d ≈ ", fmt.money(c.get("projection_30d_usd"), "?")),
-            ("idle ", fmt.share(c.get("idle_share"))),
+            ("burn ", "-" if burn is None else fmt.money(burn) + "/h"),
+            ("today ", fmt.money(today)),
+            ("30d ≈ ", fmt.money(month)),
+            ("idle ", fmt.share(idle)),
         ):
             parts += [(name, muted), (value, "bold"), "   "]
+        if burn is None and today is None and month is None:
+            box = (c.get("pricing") or {}).get("box") if isinstance(c.get("pricing"), dict) else None
+            parts.append((f"({box or 'nothing priced yet'})", "$warning"))
         return Content.assemble(*parts)
     models = snap.get("models").data or {}
-    parts = [(f"spend {snap.query.window} ", muted), (fmt.money(models.get("cost_usd"), "unpriced"), "bold")]
-    if models.get("unpriced_requests"):
-        parts.append((f" +{models['unpriced_requests']:,} unpriced", "$warning"))
+    parts: list[Any] = [(f"spend {snap.query.window} ", muted)]
+    unpriced = models.get("unpriced_requests")
+    if models.get("cost_usd") is None:
+        parts.append(("nothing priced" if unpriced else "-", "bold"))
+    else:
+        parts.append((fmt.money(models["cost_usd"]), "bold"))
+    if unpriced:
+        parts.append((f" ({unpriced:,} unpriced)", "$warning"))
     why = "no cost view on this agent" if costs.missing else (costs.error or "no cost data yet")
     parts.append((f"   burn, 30d, idle: {why}", muted))
     return Content.assemble(*parts)

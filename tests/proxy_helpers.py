@@ -32,6 +32,16 @@ class ListSink:
             self.records.extend(records)
             self._cv.notify_all()
 
+    def wait_for(self, n: int, flush: Callable[[], Any], timeout_s: float = 10.0) -> list[InferenceRecord]:
+        """The records so far, once there are at least ``n`` (a request's record follows its reply)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            flush()
+            with self._cv:
+                if len(self.records) >= n or time.monotonic() > deadline:
+                    return list(self.records)
+                self._cv.wait(0.05)  # woken by the next delivery
+
 
 class Proxied:
     def __init__(self, agent: Any, component: ProxyComponent, sink: ListSink, upstream: Upstream) -> None:
@@ -45,14 +55,7 @@ class Proxied:
         return self.component.url
 
     def records(self, n: int = 1, timeout_s: float = 10.0) -> list[InferenceRecord]:
-        """The records so far, once there are at least ``n`` (a request's record follows its reply)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.agent.force_flush()
-            with self.sink._cv:
-                if len(self.sink.records) >= n or time.monotonic() > deadline:
-                    return list(self.sink.records)
-                self.sink._cv.wait(0.05)  # woken by the next delivery
+        return self.sink.wait_for(n, self.agent.force_flush, timeout_s)
 
     def record(self) -> InferenceRecord:
         recs = self.records(1)

@@ -20,6 +20,16 @@ from .config import Settings
 from .errors import ConfigError, InfermeterError, StoreError, StoreLockedError
 from .records import InferenceRecord
 
+
+def instrument_app(app, **kwargs):  # noqa: ANN001, ANN201 - the real signature is in agent.instrument
+    """Instrument a FastAPI model server in-process (OpenTelemetry's FastAPI instrumentation plus
+    the sidecar's wire-protocol extraction); see :func:`infermeter.agent.instrument.instrument_app`.
+    Needs the ``[fastapi]`` extra, imported here on first call so ``import infermeter`` stays light."""
+    from .agent.instrument import instrument_app as _instrument_app
+
+    return _instrument_app(app, **kwargs)
+
+
 __all__ = [
     "__version__",
     "track",
@@ -35,4 +45,5 @@ __all__ = [
     "ConfigError",
     "StoreError",
     "StoreLockedError",
+    "instrument_app",
 ]

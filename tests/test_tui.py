@@ -465,3 +465,33 @@ def socket_on_port_zero():
             self.s.close()
 
     return _Port()
+
+
+def test_demo_opens_the_tui_only_in_a_terminal(monkeypatch):
+    import argparse
+
+    from infermeter.agent.commands.demo import _want_tui
+
+    def args(**kw):
+        return argparse.Namespace(**{"tui": None, "json": False, **kw})
+
+    assert _want_tui(args()) is False  # pytest captures the streams: not a terminal, so no TUI
+    assert _want_tui(args(tui=False)) is False
+    assert _want_tui(args(tui=True)) is True
+    for stream in ("stdin", "stdout", "stderr"):
+        monkeypatch.setattr(f"sys.{stream}.isatty", lambda: True, raising=False)
+    assert _want_tui(args()) is True
+    assert _want_tui(args(json=True)) is False
+
+
+async def test_in_process_source_serves_the_demo_without_an_api(db_path, utc):
+    from infermeter.tui.fetch import InProcessSource
+
+    a = infermeter.configure(db=db_path, api="off")
+    a.store.write_records(fixed_records())
+    assert a.store.force_flush()
+    app = TopApp(InProcessSource(a), clock_ns=lambda: T0_NS, interval_s=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        assert models(app) == ["qwen2.5-32b", "llama-3.1-8b", "bge-embed"]
+        assert "in-process agent" in text_of(app, "#topbar")

@@ -16,7 +16,7 @@ from typing import Any
 from ..agent.source import AgentSource, AgentUnavailable, DataSource
 from ..errors import InfermeterError
 
-__all__ = ["Query", "ViewResult", "Snapshot", "Poller", "VIEWS"]
+__all__ = ["Query", "ViewResult", "Snapshot", "Poller", "VIEWS", "InProcessSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,28 @@ class Snapshot:
 
     def get(self, name: str) -> ViewResult:
         return self.views.get(name) or ViewResult(missing=True)
+
+
+class InProcessSource(DataSource):
+    """The views of an agent running in this process, without HTTP (the demo when its API is off)."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.description = f"in-process agent ({agent.settings.db})"
+
+    def view(self, name: str, **params: Any) -> dict[str, Any]:
+        from ..agent.views import ViewContext, views
+
+        fn = views().get(name)
+        if fn is None:
+            raise InfermeterError(f"no view named {name!r}")
+        cur = self.agent.store.cursor()
+        try:
+            return fn(ViewContext(cur, self.agent), {k: str(v) for k, v in params.items() if v is not None})
+        except ValueError as e:
+            raise InfermeterError(str(e)) from e
+        finally:
+            cur.close()
 
 
 class Poller:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ...tui.app import TopApp
     except ImportError as e:
         raise InfermeterError(f"the terminal UI needs Textual: pip install 'infermeter[tui]' ({e})") from e
-    if not sys.stdout.isatty():
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual reads keys from stdin and draws on stderr
         raise InfermeterError("infermeter top needs a terminal; for plain text use `infermeter report`")
     if not args.interval > 0:
         raise InfermeterError(f"--interval must be positive, not {args.interval}")

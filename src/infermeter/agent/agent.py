@@ -59,6 +59,9 @@ class Agent:
         from ..exporters.wiring import attach_exporters
 
         self.exporters = attach_exporters(self)  # metrics sink, /metrics, OTLP export, OTLP receiver
+        from ..rules.component import install as install_recommender
+
+        self.recommender = install_recommender(self)  # re-evaluates and stores recommendations periodically
         self.pipeline.start()
         if self.api is not None:
             self._add_routes(self.api)

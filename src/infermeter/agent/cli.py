@@ -23,6 +23,8 @@ COMMANDS = {
     "top": "infermeter.agent.commands.top",
     "run": "infermeter.agent.commands.run",
     "proxy": "infermeter.agent.commands.proxy",
+    "recommend": "infermeter.agent.commands.recommend",
+    "simulate": "infermeter.agent.commands.simulate",
 }
 
 

@@ -20,6 +20,7 @@ VIEW_MODULES = [
     "infermeter.agent.live_views",
     "infermeter.collectors.views",
     "infermeter.cost.views",
+    "infermeter.rules.views",
 ]
 
 _VIEWS: dict[str, Callable[["ViewContext", dict[str, str]], dict[str, Any]]] = {}

@@ -32,7 +32,7 @@ class CostCatalogAdapter:
             if gib is None:
                 continue
             offers.append(ServerlessOffer(s.provider, s.gpu_type, gib * GIB, s.usd_per_gpu_second,
-                                          float(s.cold_start_s) if s.cold_start_s is not None else 30.0))
+                                          float(s.cold_start_s) if s.cold_start_s is not None else 30.0, s.note))
         self._serverless = tuple(offers)
 
     def instance(self, instance_type: str) -> GpuInstance | None:

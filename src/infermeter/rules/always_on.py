@@ -21,6 +21,7 @@ class AlwaysOnRule:
     name = Action.ALWAYS_ON
     thresholds = {
         "min_warm_share": 0.6,  # containers up at least this share of the time
+        "commit_warm_share": 0.9,  # up at least this share: price the box at its committed rate
         "min_savings_share": 0.1,
     }
 
@@ -34,16 +35,17 @@ class AlwaysOnRule:
         replicas = 1
         if plan.batch_cap and f.load_p95:
             replicas = max(1, math.ceil(f.load_p95 / plan.batch_cap))
+        pricing = "committed" if warm_share >= ctx.t(n, "commit_warm_share") else "on_demand"
 
         def apply(p: Plan) -> Plan | None:
             if p.mode != SERVERLESS or p.offer is None:
                 return None
-            fits = [i for i in ctx.catalog.instances()
-                    if i.gpu_count == p.gpus_per_replica and i.gpu_mem_bytes >= p.offer.gpu_mem_bytes]
-            best = min(fits, key=lambda i: (i.on_demand_usd_h, i.instance_type), default=None)
+            fits = [i for i in ctx.catalog.instances() if i.gpu_count == p.gpus_per_replica
+                    and i.gpu_mem_bytes >= p.offer.gpu_mem_bytes and i.price(pricing) is not None]
+            best = min(fits, key=lambda i: (i.price(pricing), i.instance_type), default=None)
             if best is None:
                 return None
-            return Plan(ALWAYS_ON, pricing="on_demand", hourly_usd=best.on_demand_usd_h, instances=replicas, instance=best,
+            return Plan(ALWAYS_ON, pricing=pricing, hourly_usd=best.price(pricing), instances=replicas, instance=best,
                         gpu_type=best.gpu_type, gpus_per_replica=p.gpus_per_replica, batch_cap=p.batch_cap, demand=p.demand)
 
         new = apply(plan)
@@ -59,18 +61,19 @@ class AlwaysOnRule:
         evidence = {
             "warm_share": r(warm_share), "busy_share": r(f.duty_cycle),
             "warm_hours_per_day": per_day(ctx, f.warm_s / 3600), "load_p95": r(f.load_p95, 2),
-            "replicas": replicas, "instance": inst.instance_type, "on_demand_usd_h": inst.on_demand_usd_h,
+            "replicas": replicas, "instance": inst.instance_type, "pricing": pricing, "usd_h": new.hourly_usd,
             **cost_evidence(ctx, after),
             "queries": ["rules.islands", "rules.concurrency", "rules.instance"],
             "assumptions": [
                 f"{replicas} always-on {inst.instance_type} serve the p95 load ({f.load_p95 or 0:.1f} concurrent requests)",
-                "on-demand price; a commitment would lower it further",
+                "a 1-year committed rate: the containers are up nearly all the time" if pricing == "committed"
+                else "on-demand price; a commitment would lower it further once the volume holds",
                 month_assumption(ctx),
             ],
         }
         how_to = (
             f"Run {f.model or 'the model'} on {replicas} always-on {inst.cloud} {inst.instance_type} "
-            f"({inst.gpu_count}x {inst.gpu_type}, ${inst.on_demand_usd_h}/h on demand) behind your load balancer, e.g. "
+            f"({inst.gpu_count}x {inst.gpu_type}, ${new.hourly_usd}/h {pricing.replace('_', '-')}) behind your load balancer, e.g. "
             f"`vllm serve {f.model or 'MODEL'} --gpu-memory-utilization 0.9`, and set the serverless deployment's "
             "max replicas to 0 once traffic has moved; no cold starts remain."
         )

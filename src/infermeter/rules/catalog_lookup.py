@@ -45,6 +45,7 @@ class ServerlessOffer:
     gpu_mem_bytes: int
     usd_per_gpu_s: Decimal
     cold_start_s: float  # typical time to a ready container (billed, and felt by the first request)
+    note: str | None = None  # the catalog's caveat (e.g. CPU and memory billed on top)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from .facts import WorkloadFacts, latest_data_ns, measure
 from .plan import CostModel, Plan, current_plan
 from .thresholds import default_rules, resolve
 
-__all__ = ["Evaluation", "evaluate", "DEFAULT_WINDOW_S"]
+__all__ = ["Evaluation", "evaluate", "settle", "DEFAULT_WINDOW_S"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def evaluate(
         except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
             logger.warning("rule %s failed: %r", rule.name, e, exc_info=logger.isEnabledFor(logging.DEBUG))
             ctx.note(rule.name, f"failed ({type(e).__name__}: {e})")
-    return _settle(found, ctx, base, hours)
+    return settle(found, ctx, base, hours)
 
 
 def _hours(window_s: float) -> str:
@@ -187,7 +187,9 @@ def _join(*parts: str | None) -> str | None:
     return "; ".join(kept) if kept else None
 
 
-def _settle(found: list[Recommendation], ctx: RuleContext, base: dict[str, Any], hours: str) -> Evaluation:
+def settle(found: list[Recommendation], ctx: RuleContext, base: dict[str, Any], hours: str = "24 h") -> Evaluation:
+    """Resolve conflicts among ``found`` and price the accepted ones in sequence (``base``: the
+    Evaluation's window fields, ``since_ns``, ``until_ns``, ``evaluated_ns``, ``thresholds``)."""
     costs, plan = ctx.costs, ctx.plan
     current = costs.monthly(plan) or Decimal(0)
     order = sorted(found, key=lambda r: (-_expected(r), -r.savings_usd_month, r.action))

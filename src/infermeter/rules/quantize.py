@@ -26,17 +26,17 @@ _CONFIDENCE = {8: 0.75, 4: 0.6}  # 4-bit loses more quality
 
 
 def vllm_quantization(gpu: str | None, bits: int, model: str) -> str:
-    """The vLLM way to serve ``model`` at ``bits`` on ``gpu`` (by compute capability)."""
+    """How vLLM serves ``model`` at ``bits`` on ``gpu`` (by compute capability), as a sentence."""
     cc = spec(gpu).compute_capability if spec(gpu) else 8.0
     if bits == 8 and cc >= 8.9:
-        return f"`vllm serve {model} --quantization fp8 --kv-cache-dtype fp8` (dynamic FP8, no calibration data)"
+        return f"serve it in FP8: `vllm serve {model} --quantization fp8 --kv-cache-dtype fp8` (dynamic, no calibration data)"
     if bits == 8 and cc >= 8.0:
-        return f"`vllm serve {model} --quantization fp8` (FP8 weights through the Marlin kernels on this GPU)"
+        return f"serve it in FP8: `vllm serve {model} --quantization fp8` (FP8 weights through the Marlin kernels on this GPU)"
     if bits == 8:
-        return (f"an INT8 W8A8 checkpoint of {model} (llm-compressor, scheme W8A8), served with `vllm serve <checkpoint>`: "
-                "vLLM reads the compressed-tensors config")
+        return (f"make an INT8 W8A8 checkpoint of {model} (llm-compressor, scheme W8A8) and `vllm serve` it: vLLM reads "
+                "its compressed-tensors config")
     kernel = "awq_marlin" if cc >= 8.0 else "awq"
-    return f"an AWQ INT4 checkpoint of {model}, `vllm serve <model>-AWQ --quantization {kernel}`"
+    return f"serve an AWQ INT4 checkpoint of {model}: `vllm serve <{model}-AWQ> --quantization {kernel}`"
 
 
 class QuantizeRule:
@@ -95,7 +95,7 @@ class QuantizeRule:
                 month_assumption(ctx),
             ],
         }
-        how_to = (f"Serve {vllm_quantization(gpu, bits, f.model or 'MODEL')} and move to {where}. "
+        how_to = (f"Move to {where} and {vllm_quantization(gpu, bits, f.model or 'MODEL')}. "
                   "Compare answers on a sample of real prompts before switching traffic.")
         conf = _CONFIDENCE[bits] * (0.8 + 0.2 * coverage(ctx, 7))
         return [Recommendation(
@@ -129,7 +129,7 @@ class QuantizeRule:
         return [Recommendation(
             action=n, title=f"Quantize {f.model} to 8-bit: the KV cache is {kv:.0%} full while requests wait",
             evidence=evidence, savings_usd_month=saved, confidence=0.55,
-            how_to=f"Serve {vllm_quantization(plan.gpu_type, 8, f.model or 'MODEL')}; the memory it frees goes to the "
+            how_to=f"On {plan.gpu_type}, {vllm_quantization(plan.gpu_type, 8, f.model or 'MODEL')}; the memory it frees goes to the "
                    "KV cache, so more requests run at once" + (f"; then run {new.instances} replicas instead of {plan.instances}." if new and saved else "."),
             touches=("gpu",), apply=apply, note=None if saved else "no saving on one box: it buys throughput and latency",
         )]

@@ -71,7 +71,8 @@ class ServerlessRule:
                 f"one container serves up to {plan.batch_cap:g} concurrent requests (today's largest running batch); "
                 "busier minutes add containers" if plan.batch_cap else "one container serves the load one GPU serves today",
                 f"every warm period starts cold: {o.cold_start_s:g} s billed per start",
-                f"same GPU class ({o.gpu_type}) at {o.provider}'s list price ${o.usd_per_gpu_s}/GPU-s",
+                f"same GPU class ({o.gpu_type}) at {o.provider}'s list price ${o.usd_per_gpu_s}/GPU-s"
+                + (f" ({o.note})" if o.note else ""),
                 month_assumption(ctx),
             ],
         }

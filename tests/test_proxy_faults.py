@@ -47,6 +47,16 @@ def test_client_leaving_mid_stream_cancels_upstream_and_records_what_streamed(pr
     assert rec.error_type is None and rec.ttft_s is not None
 
 
+def test_client_hanging_up_after_the_last_event_cancelled_nothing(proxy):
+    body = {**CHAT, "model": "linger", "stream": True}
+    with httpx.Client(timeout=10) as c, c.stream("POST", proxy.url + "/v1/chat/completions", json=body) as r:
+        for line in r.iter_lines():
+            if line == "data: [DONE]":
+                break  # as the openai SDK does: the reply's end comes 3 s later
+    rec = proxy.record()
+    assert (rec.status, rec.output_tokens, rec.tokens_estimated, rec.finish_reason) == (Status.OK, 5, False, "length")
+
+
 def test_malformed_json_passes_through_untouched_with_tokens_unknown(proxy):
     direct = httpx.post(proxy.upstream.url + "/v1/chat/completions", json={**CHAT, "model": "malformed"})
     proxied = httpx.post(proxy.url + "/v1/chat/completions", json={**CHAT, "model": "malformed"})

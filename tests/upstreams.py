@@ -7,7 +7,7 @@ byte for byte. It records what it received (``calls``) and whether a streaming c
 (``disconnected``).
 
 Models with a meaning: ``slow`` waits ``delay`` seconds before answering, ``endless`` streams a
-token every 20 ms until the client leaves, ``malformed`` answers cut JSON, ``broken-sse`` answers
+token every 20 ms until the client leaves, ``linger`` ends its stream 3 s after ``[DONE]``, ``malformed`` answers cut JSON, ``broken-sse`` answers
 an SSE stream of garbage, ``priced`` reports ``usage.cost``, ``no-usage`` never reports usage.
 """
 
@@ -121,13 +121,15 @@ class Upstream:
             return web.Response(body=b'{"id":"x","choices":[{"message":{"content":"hi"', content_type="application/json")
         return None
 
-    async def _sse(self, request: web.Request, events: list[bytes], interval: float = 0.0) -> web.StreamResponse:
+    async def _sse(self, request: web.Request, events: list[bytes], interval: float = 0.0, linger: float = 0.0) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         for ev in events:
             await resp.write(ev)
             if interval:
                 await asyncio.sleep(interval)
+        if linger:  # like sse-starlette: the reply ends a while after its last event
+            await asyncio.sleep(linger)
         await resp.write_eof()
         return resp
 
@@ -187,7 +189,7 @@ class Upstream:
             events.append(b"data: " + dumps({"id": "cmpl-1", "object": obj + ".chunk" if chat else obj, "created": CREATED,
                                              "model": model, "choices": [], "usage": usage}) + b"\n\n")
         events.append(b"data: [DONE]\n\n")
-        return await self._sse(request, events, float(req.get("interval", 0)))
+        return await self._sse(request, events, float(req.get("interval", 0)), 3.0 if model == "linger" else 0.0)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         call = await self._record(request)

@@ -133,13 +133,14 @@ class RecordBuilder:
             x = proto.extract(ex.path, request, body)
         else:
             x = Extracted(operation=proto.operation(ex.path))
-        inp, out, estimated = _tokens(ex, x)
-        status = Status.CANCELLED if ex.cancelled else Status.OK
+        cancelled = ex.cancelled and not x.finished  # SDKs hang up right after the last event: not a cancel
+        inp, out, estimated = _tokens(ex, x, cancelled)
+        status = Status.CANCELLED if cancelled else Status.OK
         error_type = ex.error_type
-        if ex.status_code is not None and ex.status_code >= 400 and not ex.cancelled:
+        if ex.status_code is not None and ex.status_code >= 400 and not cancelled:
             status = Status.ERROR
             error_type = error_type or str(ex.status_code)
-        elif error_type is not None and not ex.cancelled:
+        elif error_type is not None and not cancelled:
             status = Status.ERROR
         rec = InferenceRecord(
             start_time_ns=ex.start_ns,
@@ -182,14 +183,14 @@ class RecordBuilder:
         return rec
 
 
-def _tokens(ex: Exchange, x: Extracted) -> tuple[int | None, int | None, bool]:
+def _tokens(ex: Exchange, x: Extracted, cancelled: bool) -> tuple[int | None, int | None, bool]:
     """The token counts, estimated (and flagged) only where a good reply reported none."""
     inp, out = x.input_tokens, x.output_tokens
     estimated = False
     answered = ex.status_code is not None and ex.status_code < 400
-    if not answered or x.operation in _NO_ESTIMATE or (x.malformed and not ex.cancelled):
+    if not answered or x.operation in _NO_ESTIMATE or (x.malformed and not cancelled):
         return inp, out, False
-    if ex.cancelled and ex.content_events > (out or 0):
+    if cancelled and ex.content_events > (out or 0):
         out, estimated = ex.content_events, True  # what streamed before the client left
     elif out is None:
         if ex.content_events:

@@ -42,6 +42,8 @@ class AnthropicProtocol:
                 kind = ev.get("type")
                 if kind == "message_start" and isinstance(ev.get("message"), dict):
                     _read_message(x, ev["message"])
+                elif kind == "message_stop":
+                    x.finished = True
                 elif kind == "message_delta":
                     delta = ev.get("delta")
                     if isinstance(delta, dict) and as_str(delta.get("stop_reason")):

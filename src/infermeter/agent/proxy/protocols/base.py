@@ -74,6 +74,7 @@ class Extracted:
     prompt: Any = None  # what the prompt hash is made of: messages, prompt, inputs
     output_chars: int | None = None  # generated text length, for an estimate when no usage came
     malformed: bool = False  # the response could not be read: tokens stay unknown
+    finished: bool = False  # the stream's final event was seen: a client leaving after it cancelled nothing
 
 
 class Body:

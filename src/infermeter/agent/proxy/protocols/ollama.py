@@ -43,6 +43,7 @@ class OllamaProtocol:
             for ev in events:
                 if isinstance(ev, dict):
                     _read(x, ev)
+                    x.finished = x.finished or ev.get("done") is True
             return x
         doc = body.json()
         if isinstance(doc, dict):

@@ -25,6 +25,7 @@ _OPERATIONS = (
     ("/responses", Operation.RESPONSES),
 )
 _INJECT = b',"stream_options":{"include_usage":true}'
+_RESPONSES_DONE = ("response.completed", "response.incomplete", "response.failed")
 
 
 class OpenAIProtocol:
@@ -77,6 +78,8 @@ class OpenAIProtocol:
             for ev in events:
                 if isinstance(ev, dict):
                     _read(x, ev.get("response") if isinstance(ev.get("response"), dict) else ev)
+                    x.finished = x.finished or ev.get("type") in _RESPONSES_DONE
+            x.finished = x.finished or x.finish_reason is not None
             return x
         doc = body.json()
         if isinstance(doc, dict):

@@ -47,6 +47,7 @@ class TGIProtocol:
             for ev in events:
                 if isinstance(ev, dict):
                     _read_details(x, ev.get("details"))
+                    x.finished = x.finished or ev.get("generated_text") is not None
             return x
         doc = body.json()
         if isinstance(doc, list) and doc:  # some versions answer a one-element list

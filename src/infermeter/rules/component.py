@@ -29,6 +29,7 @@ class Recommender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._done = threading.Condition()
         self._error_kinds: set[str] = set()
 
     def start(self) -> "Recommender":
@@ -51,8 +52,15 @@ class Recommender:
                 cur.close()
             save(self.store, ev)
             self.latest = ev
+        with self._done:
             self.runs += 1
-            return ev
+            self._done.notify_all()
+        return ev
+
+    def wait_for_runs(self, n: int, timeout_s: float = 10.0) -> bool:
+        """Block until ``n`` runs have finished (the periodic ones included); False on timeout."""
+        with self._done:
+            return self._done.wait_for(lambda: self.runs >= n, timeout_s)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

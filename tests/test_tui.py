@@ -298,20 +298,32 @@ async def test_enter_opens_a_recommendation_with_its_evidence(filled):
         await pilot.press("4")
         await pilot.pause()
         recs = panel(app, "recommendations")
-        assert cell(recs, 0, "savings_usd_per_month") == "$612.50"
+        assert cell(recs, 0, "savings_usd_month") == "$612.50" and cell(recs, 0, "confidence") == "90%"
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, DetailScreen)
         body = app.screen.body.plain
-        assert "Saves about $612.50 per month" in body and "Confidence: high" in body
+        assert "Saves about $612.50 a month" in body and "Confidence: 90%" in body
         assert "gpu_1_mean_utilization_pct: 12.0" in body and "Move the bge-embed replicas" in body
+        assert "- samples.gpu_history" in body and "- traffic stays as in the last 24h" in body
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, DetailScreen)
         await pilot.press("down", "enter")
         await pilot.pause()
-        assert "share_of_requests_under_200_tokens: 0.71" in app.screen.body.plain
-        assert "Confidence: 60%" in app.screen.body.plain
+        body = app.screen.body.plain
+        assert "share_of_qwen_requests_under_200_tokens: 0.71" in body
+        assert "Saves about $95.00 a month ($80.00 together with the others, counted once)" in body
+
+
+async def test_recommendations_from_the_rules_engine_say_why_there_are_none(filled):
+    app = make_app(filled)  # the real view: the fixed store's requests are long before the engine's "now"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        assert "recommendations" in app.poller.available
+        message = app.snapshot.get("recommendations").data["message"]
+        assert message  # the engine says why it has nothing; the panel passes that on
+        assert text_of(app, "#recommendations .note").startswith(f"No recommendations: {message.rstrip('.')}.")
 
 
 async def test_enter_on_a_request_shows_its_fields(filled):
@@ -495,3 +507,30 @@ async def test_in_process_source_serves_the_demo_without_an_api(db_path, utc):
         await started(app, pilot)
         assert models(app) == ["qwen2.5-32b", "llama-3.1-8b", "bge-embed"]
         assert "in-process agent" in text_of(app, "#topbar")
+
+
+def test_recommendations_are_asked_at_most_every_30s_unless_forced(filled):
+    from infermeter.tui.fetch import Poller, Query
+
+    asked = []
+    src = fixed_source(filled)
+    real_view = src.view
+
+    def counting(name, **params):
+        asked.append(name)
+        return real_view(name, **params)
+
+    src.view = counting
+    now = [1000.0]
+    poller = Poller(src, clock=lambda: now[0])
+    q = Query(until_ns=T0_NS)
+    first = poller.fetch(q)
+    poller.fetch(q)
+    now[0] += 29
+    third = poller.fetch(q)
+    assert asked.count("recommendations") == 1 and asked.count("models") == 3
+    assert third.get("recommendations") is first.get("recommendations")
+    now[0] += 2
+    poller.fetch(q)
+    poller.fetch(q, force=True)
+    assert asked.count("recommendations") == 3

@@ -80,15 +80,20 @@ def gpu_sample_rows() -> list[tuple]:
     return rows
 
 
-RECOMMENDATIONS = {"recommendations": [
-    {"id": "idle-gpu", "rule": "idle_gpu", "title": "GPU 1 is idle 88% of the time: consolidate onto GPU 0",
-     "savings_usd_per_month": 612.5, "confidence": "high",
-     "action": "Move the bge-embed replicas to GPU 0 and release GPU 1.",
-     "evidence": {"gpu_1_mean_utilization_pct": 12.0, "window": "24h", "idle_cost_usd_per_day": 20.4}},
-    {"id": "cheaper-model", "rule": "model_downgrade", "title": "qwen2.5-32b answers short prompts llama-3.1-8b could take",
-     "savings_usd_per_month": 95.0, "confidence": 0.6, "action": "Route prompts under 200 tokens to llama-3.1-8b.",
-     "evidence": [{"model": "qwen2.5-32b", "share_of_requests_under_200_tokens": 0.71}]},
-]}
+RECOMMENDATIONS = {  # the shape of the rules engine's view (infermeter.rules.views)
+    "status": "ok", "message": None, "notes": [],
+    "recommendations": [
+        {"action": "consolidate_gpus", "title": "GPU 1 is idle 88% of the time: consolidate onto GPU 0",
+         "savings_usd_month": 612.5, "combined_savings_usd_month": 612.5, "confidence": 0.9, "status": "recommended",
+         "note": None, "how_to": "Move the bge-embed replicas to GPU 0 and release GPU 1.",
+         "evidence": {"gpu_1_mean_utilization_pct": 12.0, "idle_cost_usd_per_day": 20.4,
+                      "queries": ["samples.gpu_history"], "assumptions": ["traffic stays as in the last 24h"]}},
+        {"action": "route_small_prompts", "title": "qwen2.5-32b answers short prompts llama-3.1-8b could take",
+         "savings_usd_month": 95.0, "combined_savings_usd_month": 80.0, "confidence": 0.6, "status": "recommended",
+         "note": None, "how_to": "Route prompts under 200 tokens to llama-3.1-8b.",
+         "evidence": {"share_of_qwen_requests_under_200_tokens": 0.71}},
+    ],
+}
 
 
 def serve_fixed(agent: Any, name: str, payload: dict[str, Any] | None = None, status: int = 200) -> None:

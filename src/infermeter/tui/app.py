@@ -64,7 +64,7 @@ class Dashboard(Screen):
             yield TablePanel("Models", MODEL_COLUMNS, "model", id="models", sort="cost_usd")
             yield TablePanel("Tenants", TENANT_COLUMNS, "tenant", id="tenants", sort="cost_usd")
             yield GpuPanel(id="gpus")
-            yield TablePanel("Recommendations", REC_COLUMNS, "id", id="recommendations", sort="savings_usd_per_month")
+            yield TablePanel("Recommendations", REC_COLUMNS, "id", id="recommendations", sort="savings_usd_month")
             yield TablePanel("Recent requests", TAIL_COLUMNS, "request_id", id="requests", sort="start_time_ns")
         yield Footer()
 
@@ -144,7 +144,7 @@ class TopApp(App[None]):
         """Called by the dashboard once its panels exist."""
         self.screen_stack[0].query_one(f"#{self.current_panel}").add_class("-current")
         self._render_bars()
-        self.refresh_data()
+        self.refresh_data(force=True)
         self.set_interval(self.interval_s, self.poll)
 
     def query_state(self) -> Query:
@@ -155,14 +155,16 @@ class TopApp(App[None]):
         if not self._in_flight:
             self.refresh_data()
 
-    def refresh_data(self) -> None:
-        """Start a poll now; one already running for an older query is cancelled (exclusive)."""
+    def refresh_data(self, force: bool = False) -> None:
+        """Start a poll now; one already running for an older query is cancelled (exclusive).
+
+        ``force`` also re-asks the views polled slowly (recommendations)."""
         self._in_flight = True
-        self._fetch(self.query_state())
+        self._fetch(self.query_state(), force)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _fetch(self, query: Query) -> None:
-        snap = self.poller.fetch(query)
+    def _fetch(self, query: Query, force: bool) -> None:
+        snap = self.poller.fetch(query, force)
         if get_current_worker().is_cancelled:
             return
         try:
@@ -312,7 +314,7 @@ class TopApp(App[None]):
         self.tenant_filter = None
 
     def action_refresh(self) -> None:
-        self.refresh_data()
+        self.refresh_data(force=True)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

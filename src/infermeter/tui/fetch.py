@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 VIEWS = ("costs", "models", "tenants", "gpus", "host", "recommendations", "requests")
 """Every view the TUI reads, in the order one poll asks for them."""
 
+SLOW_VIEWS = {"recommendations": 30.0}
+"""Views asked at most this often (seconds): the rules engine evaluates a whole day each time."""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -35,6 +38,8 @@ class Query:
     tail_limit: int = 100
 
     def params(self, view: str) -> dict[str, Any]:
+        if view == "recommendations":
+            return {}  # evaluated over the agent's own window (24h by default), whatever is on screen
         p: dict[str, Any] = {"until_ns": self.until_ns}
         if view in ("models", "tenants", "requests"):
             p.update(model=self.model, tenant=self.tenant)
@@ -88,9 +93,11 @@ class InProcessSource(DataSource):
 class Poller:
     """Asks a :class:`DataSource` for every view; safe to call from one worker thread at a time."""
 
-    def __init__(self, source: DataSource) -> None:
+    def __init__(self, source: DataSource, clock: Any = time.monotonic) -> None:
         self.source = source
         self.available: set[str] | None = None
+        self.clock = clock
+        self._slow: dict[str, tuple[float, ViewResult]] = {}  # view -> (when asked, answer)
 
     def _learn_views(self) -> set[str]:
         if isinstance(self.source, AgentSource):
@@ -101,7 +108,8 @@ class Poller:
 
         return set(views())
 
-    def fetch(self, query: Query) -> Snapshot:
+    def fetch(self, query: Query, force: bool = False) -> Snapshot:
+        """Ask every view; ``force`` also re-asks the slow ones (a manual refresh)."""
         snap = Snapshot(query, fetched_ns=query.until_ns or time.time_ns())
         try:
             if self.available is None:
@@ -109,6 +117,10 @@ class Poller:
             for name in VIEWS:
                 if name not in self.available:
                     snap.views[name] = ViewResult(missing=True)
+                    continue
+                cached = self._slow.get(name)
+                if cached is not None and not force and self.clock() - cached[0] < SLOW_VIEWS[name]:
+                    snap.views[name] = cached[1]
                     continue
                 try:
                     snap.views[name] = ViewResult(self.source.view(name, **query.params(name)))
@@ -119,8 +131,11 @@ class Poller:
                 except Exception as e:  # noqa: BLE001 - one broken view must not blank the others
                     logger.debug("view %s failed", name, exc_info=True)
                     snap.views[name] = ViewResult(error=f"{type(e).__name__}: {e}")
+                if name in SLOW_VIEWS:
+                    self._slow[name] = (self.clock(), snap.views[name])
         except AgentUnavailable as e:
             self.available = None
+            self._slow.clear()
             snap.views.clear()
             snap.lost = str(e)
         except Exception as e:  # noqa: BLE001 - a thread edge: the UI shows it and polls again

@@ -125,19 +125,25 @@ def _evidence_lines(evidence: Any, indent: str = "  ") -> list[str]:
 def recommendation_text(rec: dict[str, Any]) -> Text:
     """Savings, confidence, the action and every piece of evidence, in reading order."""
     t = Text()
-    t.append("Saves about ", style="bold")
-    t.append(f"{fmt.money(rec.get('savings_usd_per_month'), 'an unknown amount')} per month\n", style="bold")
+    t.append(f"Saves about {fmt.money(rec.get('savings_usd_month'), 'an unknown amount')} a month", style="bold")
+    combined = rec.get("combined_savings_usd_month")
+    if combined is not None and combined != rec.get("savings_usd_month"):
+        t.append(f" ({fmt.money(combined)} together with the others, counted once)")
+    t.append("\n")
     conf = rec.get("confidence")
     if conf is not None:
         t.append(f"Confidence: {conf if isinstance(conf, str) else fmt.share(conf)}\n")
-    if rec.get("rule"):
-        t.append(f"Rule: {rec['rule']}\n")
-    for key in ("action", "description", "detail"):
+    if rec.get("action"):
+        t.append(f"Action: {rec['action']}\n")
+    if rec.get("status") and rec["status"] != "recommended":
+        t.append(f"Status: {rec['status']}\n", style="italic")
+    for key in ("note", "how_to"):
         if rec.get(key):
             t.append(f"\n{rec[key]}\n")
     t.append("\nEvidence\n", style="bold underline")
     t.append("\n".join(_evidence_lines(rec.get("evidence"))) + "\n")
-    known = {"id", "title", "savings_usd_per_month", "confidence", "rule", "action", "description", "detail", "evidence"}
+    known = {"id", "title", "savings_usd_month", "combined_savings_usd_month", "confidence", "action", "status",
+             "note", "how_to", "evidence"}
     rest = {k: v for k, v in rec.items() if k not in known}
     if rest:
         t.append("\nOther fields\n", style="bold underline")

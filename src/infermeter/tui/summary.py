@@ -55,11 +55,13 @@ def panel_notes(snap: Snapshot) -> dict[str, tuple[str | None, Any]]:
 
     r = snap.get("recommendations")
     note = _absent("recommendations", r, "Recommendations")
-    rows = list((r.data or {}).get("recommendations") or [])
+    data = r.data or {}
+    rows = list(data.get("recommendations") or [])
     for i, rec in enumerate(rows):
-        rec.setdefault("id", rec.get("rule", "rec") + f"-{i}")
+        rec.setdefault("id", f"{rec.get('action', 'rec')}-{i}")
     if note is None and not rows:
-        note = f"No recommendations: nothing found to change in the last {window}. Press w for a longer window."
+        why = str(data.get("message") or "nothing found to change").rstrip(".")
+        note = "\n".join([f"No recommendations: {why}.", *map(str, data.get("notes") or [])])
     out["recommendations"] = (note, rows)
 
     r = snap.get("gpus")

@@ -75,9 +75,10 @@ TAIL_COLUMNS = (
 )
 
 REC_COLUMNS = (
-    Column("savings_usd_per_month", "$/month", lambda v: fmt.money(v, "?")),
+    Column("savings_usd_month", "$/month", lambda v: fmt.money(v, "?")),
     Column("title", "recommendation", str, numeric=False),
-    Column("confidence", "confidence", lambda v: v if isinstance(v, str) else fmt.share(v), numeric=False),
+    Column("confidence", "conf.", lambda v: v if isinstance(v, str) else fmt.share(v)),
+    Column("status", "status", str, numeric=False),
 )
 
 

@@ -71,8 +71,7 @@ class InferenceMiddleware:
             ex.trace_id, ex.span_id = sc.trace_id, sc.span_id
         proto = ex.protocol
         keep: list[bytes] | None = [] if proto.reads_bodies else None
-        tap = ex.tap = Tap() if proto.reads_bodies else None
-        creg = proto.content_re
+        ex.tap = Tap() if proto.reads_bodies else None
         state = {"done": False}
 
         async def receive_wrapper() -> Message:
@@ -99,14 +98,7 @@ class InferenceMiddleware:
             elif kind == "http.response.body":
                 chunk = msg.get("body", b"")
                 if chunk:
-                    if ex.kind in ("sse", "ndjson"):
-                        hits = 1 if creg is None else len(creg.findall(chunk))
-                        if hits:
-                            if ex.ttft_ns is None:
-                                ex.ttft_ns = _perf() - ex.t0
-                            ex.content_events += hits
-                    if tap is not None:
-                        tap.add(chunk)
+                    ex.observe(chunk, ex.kind in ("sse", "ndjson"))
                     ex.response_bytes += len(chunk)
                 if not msg.get("more_body", False):
                     state["done"] = True

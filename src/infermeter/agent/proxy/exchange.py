@@ -114,6 +114,18 @@ class Exchange:
         self.trace_id: int | None = None  # set by in-process instrumentation (its span is the request's)
         self.span_id: int | None = None
 
+    def observe(self, chunk: bytes, streaming: bool) -> None:
+        """Hot path, once per reply chunk: time to first content, content events, the kept copy."""
+        if streaming:
+            creg = self.protocol.content_re
+            hits = 1 if creg is None else len(creg.findall(chunk))
+            if hits:
+                if self.ttft_ns is None:
+                    self.ttft_ns = _perf() - self.t0
+                self.content_events += hits
+        if self.tap is not None:
+            self.tap.add(chunk)
+
 
 class RecordBuilder:
     """Turns a finished :class:`Exchange` into an :class:`InferenceRecord`; runs on the pipeline thread."""

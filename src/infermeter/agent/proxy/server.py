@@ -199,21 +199,13 @@ class ProxyServer:
             else:
                 strip = None  # an error reply, or bytes the proxy cannot read: nothing to hide
         streaming = kind == "sse" or kind == "ndjson"
-        creg = ex.protocol.content_re
-        tap = ex.tap
+        observe = ex.observe
         resp = web.StreamResponse(status=up.status, reason=up.reason, headers=out_headers)
         sent = 0
         try:
             await resp.prepare(request)
             async for chunk in up.content.iter_any():
-                if streaming:
-                    hits = 1 if creg is None else len(creg.findall(chunk))
-                    if hits:
-                        if ex.ttft_ns is None:
-                            ex.ttft_ns = _perf() - ex.t0
-                        ex.content_events += hits
-                if tap is not None:
-                    tap.add(chunk)
+                observe(chunk, streaming)
                 if strip is not None:
                     chunk = strip.feed(chunk)
                     if not chunk:

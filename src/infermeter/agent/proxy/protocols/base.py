@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "WireProtocol", "Extracted", "Body", "json_or_none", "find_value", "hash_prompt", "as_int", "as_str",
-    "provider_cost", "prompt_size", "loads",
+    "provider_cost", "prompt_size", "loads", "read_request",
 ]
 
 try:  # 5x faster than json for the parsing and hashing every proxied request pays for
@@ -154,6 +154,18 @@ def _ndjson_payloads(data: bytes, cut_start: bool, cut_end: bool) -> list[bytes]
     if cut_end:
         lines = lines[:-1]
     return [ln for ln in (x.strip() for x in lines) if ln]
+
+
+def read_request(x: Extracted, request: Any) -> dict[str, Any] | None:
+    """The model and the prompt (messages, prompt or input) of an OpenAI- or Ollama-style request."""
+    if not isinstance(request, dict):
+        return None
+    x.request_model = as_str(request.get("model"))
+    for key in ("messages", "prompt", "input"):
+        if request.get(key) is not None:
+            x.prompt = request[key]
+            break
+    return request
 
 
 def json_or_none(data: bytes | None) -> Any:

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from ....records import Operation
-from .base import Body, Extracted, as_int, as_str
+from .base import Body, Extracted, as_int, as_str, read_request
 
 __all__ = ["PROTOCOL", "OllamaProtocol"]
 
@@ -32,12 +32,7 @@ class OllamaProtocol:
 
     def extract(self, path: str, request: Any, body: Body) -> Extracted:
         x = Extracted(operation=self.operation(path))
-        if isinstance(request, dict):
-            x.request_model = as_str(request.get("model"))
-            for key in ("messages", "prompt", "input"):
-                if request.get(key) is not None:
-                    x.prompt = request[key]
-                    break
+        read_request(x, request)
         if body.streaming:
             events, x.malformed = body.events()
             for ev in events:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ....records import Operation
 from ...usage import extract_usage
-from .base import Body, Extracted, as_str, loads, provider_cost
+from .base import Body, Extracted, as_str, loads, provider_cost, read_request
 
 __all__ = ["PROTOCOL", "OpenAIProtocol"]
 
@@ -66,13 +66,8 @@ class OpenAIProtocol:
 
     def extract(self, path: str, request: Any, body: Body) -> Extracted:
         x = Extracted(operation=self.operation(path))
-        if isinstance(request, dict):
-            x.request_model = as_str(request.get("model"))
+        if read_request(x, request) is not None:
             x.user = as_str(request.get("user"))
-            for key in ("messages", "prompt", "input"):
-                if request.get(key) is not None:
-                    x.prompt = request[key]
-                    break
         if body.streaming:
             events, x.malformed = body.events()
             for ev in events:

@@ -534,3 +534,26 @@ def test_recommendations_are_asked_at_most_every_30s_unless_forced(filled):
     poller.fetch(q)
     poller.fetch(q, force=True)
     assert asked.count("recommendations") == 3
+
+
+async def test_header_from_cost_rows_in_the_store(agent, utc):
+    """The real cost view over rows written into instance_prices and cost_windows (it reads the live clock)."""
+    from decimal import Decimal
+
+    now = time.time_ns()
+    hour = Decimal("2.4")
+    agent.store.submit("instance_prices", [("gpu-box", now - 7200 * 10**9, hour, "aws", "g6.xlarge", "on_demand", "L4", 1,
+                                            None, None, None, "test price", now - 7200 * 10**9)])
+    windows = []
+    for k in range(10):  # ten finished minutes, each a quarter busy
+        start = now - (10 - k) * 60 * 10**9 - 10 * 10**9
+        cost = hour / 60
+        windows.append(("gpu-box", start, start + 60 * 10**9, hour, cost, cost / 4, cost * 3 / 4, cost, Decimal(0),
+                        None, None, None, 1, None, 15.0, 5, "time", now))
+    agent.store.submit("cost_windows", windows)
+    assert agent.store.force_flush()
+    app = TopApp(fixed_source(agent), interval_s=60, window="1h")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        cost = text_of(app, "#costbar")
+        assert "burn $2.40/h" in cost and "idle 75%" in cost

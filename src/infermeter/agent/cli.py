@@ -25,6 +25,7 @@ COMMANDS = {
     "proxy": "infermeter.agent.commands.proxy",
     "recommend": "infermeter.agent.commands.recommend",
     "simulate": "infermeter.agent.commands.simulate",
+    "export": "infermeter.agent.commands.export",
 }
 
 

@@ -21,6 +21,7 @@ VIEW_MODULES = [
     "infermeter.collectors.views",
     "infermeter.cost.views",
     "infermeter.rules.views",
+    "infermeter.exporters.focus",
 ]
 
 _VIEWS: dict[str, Callable[["ViewContext", dict[str, str]], dict[str, Any]]] = {}

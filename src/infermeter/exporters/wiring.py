@@ -3,7 +3,8 @@
 :func:`attach_exporters` is called by :class:`~infermeter.agent.agent.Agent` once its store and
 API exist and before its pipeline starts. It adds the metrics sink (and, when an OTLP endpoint is
 configured, the span sink) to the pipeline, registers ``GET /metrics``, ``POST /v1/traces``,
-``POST /v1/metrics`` and ``GET /api/v1/receiver`` on the API, and adds itself as a component so
+``POST /v1/metrics``, ``GET /api/v1/receiver`` and the fleet export's ``GET /api/v1/fleet/hours`` /
+``/rows`` (Arrow IPC) on the API, and adds itself as a component so
 ``force_flush`` / ``shutdown`` reach the OTLP exporters after the pipeline has drained into them.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from ..agent.api import Request, Response
 from .metrics import CostTotal, MetricsSink
 from .otlp import OtlpConfig, SpanSink, build_resource, ensure_request_ids, metric_reader
+from .parquet import hours_handler, rows_handler
 from .prometheus import PrometheusEndpoint, prometheus_available, unavailable_handler
 from .receiver import OtlpReceiver
 
@@ -71,6 +73,8 @@ class AgentExporters:
             a.api.route("POST", "/v1/traces", self.receiver.handle_traces)
             a.api.route("POST", "/v1/metrics", self.receiver.handle_metrics)
             a.api.route("GET", "/api/v1/receiver", self.receiver.handle_stats)
+            a.api.route("GET", "/api/v1/fleet/hours", hours_handler(a.store))
+            a.api.route("GET", "/api/v1/fleet/rows", rows_handler(a.store))
         a.add_component(self)
         return self
 

@@ -13,6 +13,7 @@ import pytest
 
 from infermeter.collectors import HostCollector
 from infermeter.collectors.host import find_listener, upstream_port
+from tests.test_collectors_scrapers import Ticker
 
 # A stand-in model server driven line by line over stdin, so the test waits for answers, never sleeps.
 SERVER = r"""
@@ -81,17 +82,6 @@ def server():
     s = Server()
     yield s
     s.stop()
-
-
-class Ticker:
-    def __init__(self) -> None:
-        self.now = 10**12
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, s: float) -> None:
-        self.now += int(s * 1e9)
 
 
 def test_machine_cpu_and_memory():

@@ -213,3 +213,12 @@ def test_old_pynvml_bytes_names_are_decoded():
 
     (d,) = Nvml(OldBindings([FakeDevice("Tesla T4", "GPU-t4", 16 * GiB)])).devices()
     assert (d.name, d.uuid) == ("Tesla T4", "GPU-t4")
+
+
+def test_after_shutdown_at_exit_the_collector_reads_nothing_and_says_nothing(fake, caplog):
+    nvml = Nvml(fake)
+    c = GpuCollector(nvml)
+    assert len(c.collect(1)) == 5
+    nvml.shutdown()  # atexit runs before the agent's sampler has stopped
+    assert c.collect(2) == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

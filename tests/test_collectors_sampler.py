@@ -14,7 +14,7 @@ from infermeter.collectors import FakeNvml, GpuCollector, ManualClock, Nvml, Sam
 from infermeter.collectors.clock import next_tick_ns
 from infermeter.collectors.nvml import set_default_nvml
 from infermeter.collectors.readings import HostReading
-from infermeter.collectors.semconv import hw_observations, register_hw_instruments
+from infermeter.collectors.semconv import HW_INSTRUMENTS, hw_observations, register_hw_instruments
 from infermeter.store import open_store
 
 S = 10**9
@@ -279,6 +279,15 @@ def test_hw_observations_follow_the_hardware_conventions():
     mig = "MIG-44444444-4444-4444-4444-444444444444"
     assert pts[("hw.gpu.memory.usage", mig)].attributes["hw.parent"] == "GPU-33333333-3333-3333-3333-333333333333"
     assert ("hw.gpu.utilization", mig) not in pts
+
+
+def test_hw_metric_names_and_units_are_the_conventions_own():
+    from opentelemetry.semconv._incubating.metrics import hw_metrics
+
+    for name in HW_INSTRUMENTS:
+        assert getattr(hw_metrics, name.upper().replace(".", "_")) == name  # HW_GPU_UTILIZATION == "hw.gpu.utilization"
+    snap = Sampler([GpuCollector(Nvml(FakeNvml.standard()))], host="box").tick(T0)
+    assert {p.name for p in hw_observations(snap)} == set(HW_INSTRUMENTS)
 
 
 def test_hw_instruments_on_an_otel_meter_read_the_latest_snapshot():

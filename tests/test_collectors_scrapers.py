@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +14,7 @@ from infermeter.collectors.build import build_sampler, metrics_url
 from infermeter.collectors.gpu import GpuCollector
 from infermeter.config import Settings
 from infermeter.store import open_store
+from tests.proxy_helpers import closed_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 
@@ -69,7 +69,7 @@ def server():
 
 
 class Ticker:
-    """A monotonic clock the test moves by hand (for back-off)."""
+    """A monotonic clock (``monotonic_ns``) the test moves by hand."""
 
     def __init__(self) -> None:
         self.now = 10**12
@@ -77,13 +77,8 @@ class Ticker:
     def __call__(self) -> int:
         return self.now
 
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    def advance(self, s: float) -> None:
+        self.now += int(s * 1e9)
 
 
 # -- parsing ------------------------------------------------------------------------------------------------

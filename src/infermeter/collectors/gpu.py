@@ -43,6 +43,8 @@ class GpuCollector:
         return self._devices
 
     def collect(self, ts_ns: int) -> list[GpuReading]:
+        if self.nvml.closed:  # NVML was shut down at exit before the sampler stopped: nothing to read
+            return []
         out = []
         for dev in self.devices():
             r = self._read(dev, ts_ns)

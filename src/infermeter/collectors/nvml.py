@@ -127,6 +127,10 @@ class Nvml:
         logger.log(level, "infermeter: no GPU sampling: %s. Set INFERMETER_GPU=false to skip the attempt.", reason)
         return False
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def shutdown(self) -> None:
         """Shut NVML down once. Idempotent; the session cannot be used afterwards."""
         with self._lock:

@@ -323,3 +323,15 @@ def _points(reader) -> dict[str, dict[str, float]]:
                 for dp in m.data.data_points:
                     out.setdefault(m.name, {})[dp.attributes["hw.id"]] = dp.value
     return out
+
+
+def test_collectors_public_api_is_what_all_says():
+    import importlib
+
+    import infermeter.collectors as pkg
+
+    for mod in ["", ".build", ".clock", ".fake_nvml", ".gpu", ".host", ".nvml", ".readings", ".sampler", ".scrapers",
+                ".semconv", ".views"]:
+        m = importlib.import_module("infermeter.collectors" + mod)
+        assert m.__all__ and all(hasattr(m, n) for n in m.__all__), mod
+    assert {"Sampler", "GpuReading", "HostReading", "ServerReading", "Snapshot", "FakeNvml", "Nvml"} <= set(pkg.__all__)

@@ -6,7 +6,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ..store import queries
 
 __all__ = ["build_report", "format_report"]
 
@@ -18,21 +17,40 @@ def _iso(ns: int) -> str:
 def build_report(con: Any, since_s: float | None = None, until_ns: int | None = None) -> dict[str, Any]:
     """Per-model summary over ``[now - since_s, until)``; ``since_s=None`` means all time.
 
-    Cost parts (see :mod:`infermeter.cost.views`): per model the unit costs and GPU energy, and
-    for the box its instance, idle and unallocated cost, plus burn rate, spend today, 30 days.
+    Read through the 10-minute rollups plus the raw rows they do not cover (see
+    :mod:`infermeter.cost.rollups`), so a day over millions of requests stays fast; latency
+    quantiles come from 5 % histogram buckets. Cost parts (:mod:`infermeter.cost.views`): per
+    model the unit costs and GPU energy; for the box its instance, idle and unallocated cost;
+    burn rate, spend today, 30 days.
     """
+    from ..cost.rollups import latency_histograms, quantile, regroup, request_stats
     from ..cost.views import cost_groups, instance_totals, rates
 
     until = until_ns or time.time_ns() + 1
     since = 0 if since_s is None else until - int(since_s * 1e9)
-    models = queries.run(con, "requests.by_model", since_ns=since, until_ns=until)
-    costs = {g["model"]: g for g in cost_groups(con, "model", since, until)}
-    for m in models:
-        m.pop("first_ns", None)
-        m.pop("last_ns", None)
-        c = costs.get(m["model"], {})
-        for key in ("cost_per_1k_requests_usd", "cost_per_1m_tokens_usd", "energy_j", "gpu_s", "usage_cost_usd"):
-            m[key] = c.get(key)
+    rows = request_stats(con, since, until)
+    hist = latency_histograms(con, since, until)
+    costs = {g["model"]: g for g in cost_groups(con, "model", since, until, rows=rows)}
+    models = []
+    for name, r in regroup(rows, "model", "(unknown)").items():
+        key = None if name == "(unknown)" else name
+        c = costs.get(name, {})
+        models.append({
+            "model": name,
+            "requests": r["requests"],
+            "errors": r["errors"],
+            "cancelled": r["cancelled"],
+            "input_tokens": r["input_tokens"],
+            "output_tokens": r["output_tokens"],
+            "estimated_token_requests": r["estimated_token_requests"],
+            "latency_p50_s": quantile(hist.get((key, "duration")), 0.5),
+            "latency_p95_s": quantile(hist.get((key, "duration")), 0.95),
+            "ttft_p50_s": quantile(hist.get((key, "ttft")), 0.5),
+            "cost_usd": r["cost_usd"],
+            "unpriced_requests": r["unpriced_requests"],
+            **{k: c.get(k) for k in ("cost_per_1k_requests_usd", "cost_per_1m_tokens_usd", "energy_j", "gpu_s", "usage_cost_usd")},
+        })
+    models.sort(key=lambda m: (m["cost_usd"] is None, -(m["cost_usd"] or 0), -m["requests"], m["model"]))
     total_cost = None
     for m in models:
         if m["cost_usd"] is not None:
@@ -51,7 +69,7 @@ def build_report(con: Any, since_s: float | None = None, until_ns: int | None = 
         "idle_share": box["idle_share"],
         "unallocated_cost_usd": box["unallocated_cost_usd"],
         "energy_j": box["energy_j"],
-        **rates(con, until - 1),
+        **rates(con, until - 1, day_rows=rows if until - since == 24 * 3600 * 10**9 else None),
     }
 
 

@@ -20,8 +20,12 @@ if TYPE_CHECKING:
     from .attribution import Attribution
     from .catalog import Catalog
     from .pricing import PricingProcessor
+    from .rollups import Rollups
 
-__all__ = ["CostService", "install"]
+__all__ = ["CostService", "install", "ROLLUP_MARGIN_S"]
+
+ROLLUP_MARGIN_S = 120.0
+"""Rollups wait this long past the attribution delay before rolling a block."""
 
 
 @dataclass
@@ -31,10 +35,11 @@ class CostService:
     catalog: "Catalog"
     pricing: "PricingProcessor"
     attribution: "Attribution"
+    rollups: "Rollups"
 
     def stats(self) -> dict[str, Any]:
         return {"pricing": self.pricing.stats(), "attribution": dict(self.attribution.stats),
-                "box": self.attribution.box.source if self.attribution.box else None}
+                "rollups": dict(self.rollups.stats), "box": self.attribution.box.source if self.attribution.box else None}
 
 
 def install(agent: Any) -> CostService:
@@ -43,12 +48,18 @@ def install(agent: Any) -> CostService:
     from .box import resolve_box_price
     from .catalog import load_catalog
     from .pricing import PricingProcessor
+    from .rollups import Rollups
 
     catalog = load_catalog(agent.settings.price_file)
     resolve_box_price(agent.settings, catalog)  # a bad instance/region stops start-up here, by name
     pricing = PricingProcessor(catalog)
     attribution = Attribution(agent.store, agent.settings, catalog, pipeline=agent.pipeline)
+    # blocks are rolled once their windows are final: past the attribution delay, with margin
+    rollups = Rollups(agent.store, horizon_s=agent.settings.attribution_delay_s + ROLLUP_MARGIN_S)
+    attribution.listeners.append(rollups.on_costs_changed)
     agent.pipeline.processors.append(pricing)
     agent.pipeline.sinks.append(attribution.sink)
+    agent.pipeline.sinks.append(rollups.sink)
     agent.add_component(attribution)
-    return CostService(catalog, pricing, attribution)
+    agent.add_component(rollups)  # after attribution: flushes and shutdowns run in this order
+    return CostService(catalog, pricing, attribution, rollups)

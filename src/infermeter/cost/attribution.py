@@ -66,6 +66,9 @@ class Attribution:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._error_kinds: set[str] = set()
+        self.listeners: list[Callable[[int, int, int], None]] = []
+        """Called as ``fn(requests_from_ns, windows_from_ns, windows_to_ns)`` after each pass that
+        wrote shares (windows in that range) or request costs (requests starting from then on)."""
 
     # -- sink (pipeline thread) ---------------------------------------------------------------------
     @property
@@ -124,7 +127,9 @@ class Attribution:
             if end <= start:
                 return 0
             acts, priced = self._recompute(start, end)
-            self._finish([a.request_id for a in acts], min((a.start_ns for a in acts), default=start), end, priced)
+            lo = min((a.start_ns for a in acts), default=start)
+            self._finish([a.request_id for a in acts], lo, end, priced)
+            self._notify(lo, start, end)
             return (end - start) // self.interval_ns
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -135,14 +140,20 @@ class Attribution:
             if self._stop.wait(wait_s):
                 return
             try:
-                with self._lock:
-                    self._advance(self._align(self.clock() - self.delay_ns))
+                self.run_due()
             except Exception as e:  # noqa: BLE001 - a thread edge: count, log once, go on
                 self.stats["errors"] += 1
                 key = type(e).__name__
                 if key not in self._error_kinds:
                     self._error_kinds.add(key)
                     logger.warning("attribution pass failed: %r (further %s errors are counted, not logged)", e, key)
+
+    def run_due(self) -> None:
+        """One pass of the loop: finalise the windows that closed ``attribution_delay_s`` ago."""
+        with self._lock:
+            if self._origin is None:
+                self._begin(self.clock())
+            self._advance(self._align(self.clock() - self.delay_ns))
 
     def _align(self, ts_ns: int) -> int:
         return ts_ns - ts_ns % self.interval_ns
@@ -199,7 +210,7 @@ class Attribution:
             self._resolve_price()
         with self._pending_lock:
             new, self._pending = self._pending, []
-        a = self._watermark
+        a = a0 = self._watermark
         dirty = []
         for act in new:
             d = act.end_ns - act.start_ns
@@ -225,7 +236,9 @@ class Attribution:
             done_ids += [x.request_id for x in racts]
             lo = min([lo, *(x.start_ns for x in racts)])
             priced = priced or rpriced
+            a0 = min(a0, self._align(d0))
         self._finish(done_ids, lo, self._watermark, priced)
+        self._notify(lo, a0, self._watermark)
 
     def _recompute(self, start: int, end: int) -> tuple[list[Activity], bool]:
         self.store.force_flush()
@@ -284,6 +297,10 @@ class Attribution:
         row, hourly_n = hit
         cost = window_cost_nusd(hourly_n, row["effective_from_ns"], ws, we) if hourly_n is not None else None
         return WindowPrice(row["hourly_usd"], cost, row["gpu_count"], co2e_g_per_mj(row["grid_gco2e_per_kwh"], row["pue"]))
+
+    def _notify(self, requests_from_ns: int, windows_from_ns: int, windows_to_ns: int) -> None:
+        for fn in self.listeners:
+            fn(requests_from_ns, windows_from_ns, windows_to_ns)
 
     def _finish(self, ids: list[int], lo: int, hi: int, priced: bool) -> None:
         """Write the requests' totals (sum of their allocation shares) once their rows are stored."""

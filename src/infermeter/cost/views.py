@@ -18,6 +18,7 @@ from ..agent.views import ViewContext, view
 from ..store import queries
 from ..store.queries.costs import GROUP_COLUMNS
 from .catalog import Catalog, cached_catalog
+from .rollups import first_activity_ns, hosted_spend, regroup, request_stats, share_stats
 
 __all__ = ["cost_groups", "instance_totals", "rates", "per", "view_catalog", "window_bounds"]
 
@@ -64,26 +65,39 @@ def view_catalog(ctx: ViewContext) -> Catalog:
         return cached_catalog(None)
 
 
-def cost_groups(con: Any, group_by: str, since_ns: int, until_ns: int, catalog: Catalog | None = None) -> list[dict[str, Any]]:
-    """Cost per model / tenant / endpoint / operation, with unit costs, usage, GPU time and energy."""
+def cost_groups(con: Any, group_by: str, since_ns: int, until_ns: int, catalog: Catalog | None = None,
+                rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Cost per model / tenant / endpoint / operation, with unit costs, usage, GPU time and energy.
+
+    ``rows`` are :func:`~infermeter.cost.rollups.request_stats` of the window, when the caller has them.
+    """
     if group_by not in GROUP_COLUMNS:
         raise ValueError(f"bad group_by={group_by!r}: expected one of {', '.join(GROUP_COLUMNS)}")
-    rows = queries.run(con, f"costs.requests_by_{group_by}", since_ns=since_ns, until_ns=until_ns)
-    shares = {r["key"]: r for r in queries.run(con, f"costs.shares_by_{group_by}", since_ns=since_ns, until_ns=until_ns)}
-    out = []
+    label = "(unknown)" if group_by == "model" else "(none)"
+    if rows is None:
+        rows = request_stats(con, since_ns, until_ns)
+    totals = regroup(rows, group_by, label)
+    by_source: dict[str, dict[str, Decimal]] = {}
     for r in rows:
-        s = shares.get(r["key"], {})
-        priced = r["requests"] - r["unpriced_requests"]
-        self_n = r["self_hosted_requests"]
+        if r["cost_usd"] is not None and r["cost_source"] in ("provider", "catalog", "gpu_time"):
+            src = by_source.setdefault(r[group_by] if r[group_by] is not None else label, {})
+            src[r["cost_source"]] = src.get(r["cost_source"], Decimal(0)) + r["cost_usd"]
+    self_hosted = regroup([r for r in rows if r["cost_source"] == "gpu_time"], group_by, label)
+    shares = regroup(share_stats(con, since_ns, until_ns), group_by, label)
+    out = []
+    for key, r in totals.items():
+        s = shares.get(key, {})
+        sh = self_hosted.get(key, {})
+        self_n = sh.get("requests", 0)
         g = {
-            group_by: r["key"],
+            group_by: key,
             "requests": r["requests"],
             "input_tokens": r["input_tokens"],
             "output_tokens": r["output_tokens"],
             "cost_usd": r["cost_usd"],
-            "cost_by_source_usd": {k: r[f"{k}_cost_usd"] for k in ("provider", "catalog", "gpu_time") if r[f"{k}_cost_usd"] is not None},
+            "cost_by_source_usd": by_source.get(key, {}),
             "unpriced_requests": r["unpriced_requests"],
-            "cost_per_1k_requests_usd": per(r["cost_usd"], priced, 1000),
+            "cost_per_1k_requests_usd": per(r["cost_usd"], r["requests"] - r["unpriced_requests"], 1000),
             "cost_per_1m_tokens_usd": per(r["cost_usd"], r["priced_tokens"], 1_000_000),
             "usage_cost_usd": s.get("usage_cost_usd"),
             "gpu_s": s.get("gpu_s"),
@@ -93,12 +107,17 @@ def cost_groups(con: Any, group_by: str, since_ns: int, until_ns: int, catalog: 
             "energy_j_per_request": s["energy_mj"] / 1000 / self_n if s.get("energy_mj") is not None and self_n else None,
         }
         if group_by == "model" and catalog is not None and self_n:
-            offer = catalog.api_equivalent(r["key"])
+            offer = catalog.api_equivalent(key)
             if offer is not None:
-                g["api_equivalent_usd"] = offer.cost_usd(r["self_hosted_input_tokens"] or 0, r["self_hosted_output_tokens"] or 0)
+                g["api_equivalent_usd"] = offer.cost_usd(sh["input_tokens"] or 0, sh["output_tokens"] or 0)
                 g["api_equivalent_offer"] = f"{offer.provider}/{offer.model} (as of {offer.as_of})"
         out.append(g)
+    out.sort(key=lambda g: (g["cost_usd"] is None, -(g["cost_usd"] or 0), -g["requests"], g[group_by]))
     return out
+
+
+def _hosted_spend(rows: list[dict[str, Any]]) -> Decimal | None:
+    return _add(*(r["cost_usd"] for r in rows if r["cost_source"] in ("provider", "catalog")))
 
 
 def instance_totals(con: Any, since_ns: int, until_ns: int) -> dict[str, Any]:
@@ -121,24 +140,29 @@ def instance_totals(con: Any, since_ns: int, until_ns: int) -> dict[str, Any]:
     }
 
 
-def rates(con: Any, now_ns: int | None = None) -> dict[str, Any]:
-    """Burn rate now, spend today (UTC), and the trailing day extrapolated to 30 days."""
+def rates(con: Any, now_ns: int | None = None, day_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Burn rate now, spend today (UTC), and the trailing day extrapolated to 30 days.
+
+    ``day_rows``: :func:`~infermeter.cost.rollups.request_stats` of the trailing 24 h, if the caller has them.
+    """
     now = now_ns or time.time_ns()
     hosts = [p for p in queries.run(con, "costs.current_prices")
              if p["hourly_usd"] is not None and now - p["last_seen_ns"] <= LIVE_HOST_NS]
-    recent = queries.run_one(con, "costs.spend", since_ns=now - BURN_LOOKBACK_NS, until_ns=now + 1) or {}
-    hosted_rate = (recent.get("hosted_usd") or Decimal(0)) * (HOUR_NS // BURN_LOOKBACK_NS)
-    burn = hosted_rate + sum((p["hourly_usd"] for p in hosts), Decimal(0))
+    recent = hosted_spend(con, now - BURN_LOOKBACK_NS, now + 1)
+    burn = (recent or Decimal(0)) * (HOUR_NS // BURN_LOOKBACK_NS) + sum((p["hourly_usd"] for p in hosts), Decimal(0))
     midnight = int(datetime.fromtimestamp(now / 1e9, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * 10**9
-    today = queries.run_one(con, "costs.spend", since_ns=midnight, until_ns=now + 1) or {}
-    day = queries.run_one(con, "costs.spend", since_ns=now - 24 * HOUR_NS, until_ns=now + 1) or {}
-    firsts = [t for t in (day.get("first_request_ns"), day.get("first_window_ns")) if t is not None]
-    covered_ns = now - min(firsts) if firsts else 0
-    day_spend = _add(day.get("hosted_usd"), day.get("instance_usd"))
+    day_lo = now + 1 - 24 * HOUR_NS  # [day_lo, now + 1): the same 24 h as a report ending at now + 1
+    day_hosted = _hosted_spend(day_rows) if day_rows is not None else hosted_spend(con, day_lo, now + 1)
+    day_box = queries.run_one(con, "costs.windows_total", since_ns=day_lo, until_ns=now + 1)["instance_cost_usd"]
+    today_box = queries.run_one(con, "costs.windows_total", since_ns=midnight, until_ns=now + 1)["instance_cost_usd"]
+    today = _add(hosted_spend(con, midnight, now + 1), today_box)
+    first = first_activity_ns(con, day_lo, now + 1)
+    covered_ns = now - first if first is not None else 0
+    day_spend = _add(day_hosted, day_box)
     projected = (day_spend * 30 * 24 * HOUR_NS / covered_ns).quantize(_NANO) if day_spend is not None and covered_ns > 0 else None
     return {
-        "burn_rate_usd_per_hour": burn.quantize(_NANO) if (hosts or recent.get("hosted_usd") is not None) else None,
-        "spend_today_usd": _add(today.get("hosted_usd"), today.get("instance_usd")),
+        "burn_rate_usd_per_hour": burn.quantize(_NANO) if (hosts or recent is not None) else None,
+        "spend_today_usd": today,
         "projected_30d_usd": projected,
         "projection_basis_h": round(covered_ns / HOUR_NS, 3),
         "running_boxes": [{k: p[k] for k in ("host", "hourly_usd", "source")} for p in hosts],

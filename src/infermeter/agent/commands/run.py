@@ -45,13 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the model server answers (default: INFERMETER_UPSTREAM, else the --host/--port of its command)")
     p.add_argument("--db", metavar="FILE", help="store file (default: INFERMETER_DB or ./infermeter.duckdb)")
     p.add_argument("--api", metavar="HOST:PORT", help="agent API address, or 'off' (default: INFERMETER_API or 127.0.0.1:9187)")
-    p.add_argument("--instance", metavar="TYPE", help="cloud instance type of this box, for pricing (default: INFERMETER_INSTANCE)")
     p.add_argument("--no-proxy", action="store_true",
                    help="supervise the server and run the agent (API, OTLP receiver, collectors) without the proxy")
     p.add_argument("--ready-timeout", default="15m", metavar="DURATION",
                    help="how long the model server may take to open its port (default: %(default)s)")
     p.add_argument("--stop-timeout", default="30s", metavar="DURATION",
                    help="how long the model server may take to exit before it is killed (default: %(default)s)")
+    from ...cost.cli import add_cost_arguments
+
+    add_cost_arguments(p)
     p.add_argument("server_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                    help="the model server's command line, after '--'")
 
@@ -313,7 +315,9 @@ def run(args: argparse.Namespace) -> int:
             timeouts[name] = parse_duration(raw)
         except ValueError as e:
             raise ConfigError("--" + name.replace("_", "-"), raw, str(e)) from e
-    settings = Settings.load(db=args.db, api=args.api, listen=args.listen, upstream=args.upstream, instance=args.instance)
+    from ...cost.cli import cost_overrides
+
+    settings = Settings.load(db=args.db, api=args.api, listen=args.listen, upstream=args.upstream, **cost_overrides(args))
     if settings.upstream is None:
         derived = upstream_from_command(argv)
         if derived is None:

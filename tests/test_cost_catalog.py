@@ -185,3 +185,13 @@ def test_prices_command_reports_a_bad_price_file(tmp_path, capsys):
     f.write_text("model = 3")
     assert main(["prices", "--price-file", str(f)]) == 1
     assert "price_file" in capsys.readouterr().err
+
+
+def test_cost_modules_export_what_their_all_says():
+    import importlib
+
+    for name in ("catalog", "names", "pricing", "box", "shares", "energy", "windows", "attribution", "rollups",
+                 "views", "cli"):
+        mod = importlib.import_module(f"infermeter.cost.{name}")
+        missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+        assert not missing, (name, missing)

@@ -16,7 +16,6 @@ from typing import Any
 
 from ..agent.views import ViewContext, view
 from ..store import queries
-from ..store.queries.costs import GROUP_COLUMNS
 from .catalog import Catalog, cached_catalog
 from .rollups import first_activity_ns, hosted_spend, regroup, request_stats, share_stats
 
@@ -26,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 _NANO = Decimal("0.000000001")
 HOUR_NS = 3_600 * 10**9
+GROUPS = ("model", "tenant", "endpoint", "operation")
 BURN_LOOKBACK_NS = 15 * 60 * 10**9  # hosted spend rate is measured over the last 15 minutes
 LIVE_HOST_NS = 5 * 60 * 10**9  # a box counts as running if its agent was seen this recently
 
@@ -71,8 +71,8 @@ def cost_groups(con: Any, group_by: str, since_ns: int, until_ns: int, catalog: 
 
     ``rows`` are :func:`~infermeter.cost.rollups.request_stats` of the window, when the caller has them.
     """
-    if group_by not in GROUP_COLUMNS:
-        raise ValueError(f"bad group_by={group_by!r}: expected one of {', '.join(GROUP_COLUMNS)}")
+    if group_by not in GROUPS:
+        raise ValueError(f"bad group_by={group_by!r}: expected one of {', '.join(GROUPS)}")
     label = "(unknown)" if group_by == "model" else "(none)"
     if rows is None:
         rows = request_stats(con, since_ns, until_ns)

@@ -79,52 +79,6 @@ QUERIES = {
 }
 
 # -- views ------------------------------------------------------------------------------------------
-# One query per grouping; the grouping column comes from this fixed table, never from input.
-GROUP_COLUMNS = {
-    "model": "coalesce(request_model, response_model, '(unknown)')",
-    "tenant": "coalesce(tenant, '(none)')",
-    "endpoint": "coalesce(endpoint, '(none)')",
-    "operation": "operation",
-}
-_SHARE_COLUMNS = {
-    "model": "coalesce(model, '(unknown)')",
-    "tenant": "coalesce(tenant, '(none)')",
-    "endpoint": "coalesce(endpoint, '(none)')",
-    "operation": "operation",
-}
-
-for _g, _col in GROUP_COLUMNS.items():
-    QUERIES[f"costs.requests_by_{_g}"] = f"""
-        SELECT {_col}                                                            AS key,
-               count(*)                                                          AS requests,
-               sum(input_tokens)::BIGINT                                         AS input_tokens,
-               sum(output_tokens)::BIGINT                                        AS output_tokens,
-               sum(cost_usd)                                                     AS cost_usd,
-               sum(cost_usd) FILTER (WHERE cost_source = 'provider')             AS provider_cost_usd,
-               sum(cost_usd) FILTER (WHERE cost_source = 'catalog')              AS catalog_cost_usd,
-               sum(cost_usd) FILTER (WHERE cost_source = 'gpu_time')             AS gpu_time_cost_usd,
-               count(*) FILTER (WHERE cost_usd IS NULL)                          AS unpriced_requests,
-               sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))
-                   FILTER (WHERE cost_usd IS NOT NULL)::BIGINT                   AS priced_tokens,
-               count(*) FILTER (WHERE cost_source = 'gpu_time')                  AS self_hosted_requests,
-               sum(input_tokens) FILTER (WHERE cost_source = 'gpu_time')::BIGINT AS self_hosted_input_tokens,
-               sum(output_tokens) FILTER (WHERE cost_source = 'gpu_time')::BIGINT AS self_hosted_output_tokens
-        FROM requests
-        WHERE start_time_ns >= $since_ns AND start_time_ns < $until_ns
-        GROUP BY 1
-        ORDER BY cost_usd DESC NULLS LAST, requests DESC, key
-    """
-    QUERIES[f"costs.shares_by_{_g}"] = f"""
-        SELECT {_SHARE_COLUMNS[_g]}       AS key,
-               sum(usage_cost_usd)       AS usage_cost_usd,
-               sum(energy_mj)::BIGINT    AS energy_mj,
-               sum(gpu_s)                AS gpu_s,
-               sum(co2e_g)               AS co2e_g
-        FROM request_costs
-        WHERE window_start_ns >= $since_ns AND window_start_ns < $until_ns
-        GROUP BY 1
-    """
-
 QUERIES.update({
     "costs.windows_total": """
         SELECT count(*)                        AS windows,
@@ -142,18 +96,6 @@ QUERIES.update({
                sum(window_end_ns - window_start_ns) / 1e9 AS window_s
         FROM cost_windows
         WHERE window_start_ns >= $since_ns AND window_start_ns < $until_ns
-    """,
-    # Money spent in [since, until): hosted calls by their start, the box by its windows.
-    "costs.spend": """
-        SELECT (SELECT sum(cost_usd) FROM requests
-                WHERE start_time_ns >= $since_ns AND start_time_ns < $until_ns
-                  AND cost_source IN ('provider', 'catalog'))                          AS hosted_usd,
-               (SELECT sum(instance_cost_usd) FROM cost_windows
-                WHERE window_start_ns >= $since_ns AND window_start_ns < $until_ns)    AS instance_usd,
-               (SELECT min(start_time_ns) FROM requests
-                WHERE start_time_ns >= $since_ns AND start_time_ns < $until_ns)        AS first_request_ns,
-               (SELECT min(window_start_ns) FROM cost_windows
-                WHERE window_start_ns >= $since_ns AND window_start_ns < $until_ns)    AS first_window_ns
     """,
     # The price each host has now (its latest instance_prices row) and when it was last seen alive
     # (its last final window, or the price row an agent wrote when it started).

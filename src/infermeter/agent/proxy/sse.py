@@ -43,13 +43,19 @@ class UsageStripper:
 
 
 def _filter(data: bytes) -> bytes:
-    out = []
-    pos = 0
-    for m in _EVENT_END.finditer(data):
-        out.append(_event(data[pos:m.start()], data[m.start():m.end()]))
-        pos = m.end()
-    if pos < len(data):
-        out.append(_event(data[pos:], b""))
+    if b"\r" in data:  # CRLF framing: rare, the general (slower) path
+        out, pos = [], 0
+        for m in _EVENT_END.finditer(data):
+            out.append(_event(data[pos:m.start()], data[m.start():m.end()]))
+            pos = m.end()
+        if pos < len(data):
+            out.append(_event(data[pos:], b""))
+        return b"".join(out)
+    events = data.split(b"\n\n")
+    last = events.pop()  # b"" when the data ends with a complete event
+    out = [_event(ev, b"\n\n") for ev in events]
+    if last:
+        out.append(_event(last, b""))
     return b"".join(out)
 
 
@@ -58,4 +64,8 @@ def _event(event: bytes, sep: bytes) -> bytes:
         return event + sep
     if _USAGE_ONLY.search(event) and _USAGE_BLOCK.search(event):
         return b""  # the usage chunk the client did not ask for
-    return _NULL_USAGE.sub(b"", event) + sep
+    if b',"usage":null' in event:  # compact JSON, as servers send it: plain byte replaces
+        event = event.replace(b',"usage":null}', b"}").replace(b',"usage":null,', b",")
+    if b'"usage"' in event and b"null" in event:
+        event = _NULL_USAGE.sub(b"", event)
+    return event + sep

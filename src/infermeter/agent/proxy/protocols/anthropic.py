@@ -35,20 +35,24 @@ class AnthropicProtocol:
             x.user = as_str(meta.get("user_id")) if isinstance(meta, dict) else None
             x.prompt = {"system": request.get("system"), "messages": request.get("messages")}
         if body.streaming:
-            events, x.malformed = body.events()
-            for ev in events:
-                if not isinstance(ev, dict):
-                    continue
-                kind = ev.get("type")
-                if kind == "message_start" and isinstance(ev.get("message"), dict):
-                    _read_message(x, ev["message"])
-                elif kind == "message_stop":
+            for ev in body.events():  # input tokens and the model come first, in message_start
+                if isinstance(ev, dict) and ev.get("type") == "message_start":
+                    if isinstance(ev.get("message"), dict):
+                        _read_message(x, ev["message"])
+                    break
+            for ev in body.events(reverse=True):  # output tokens and the stop reason come last
+                kind = ev.get("type") if isinstance(ev, dict) else None
+                if kind == "message_stop":
                     x.finished = True
                 elif kind == "message_delta":
                     delta = ev.get("delta")
                     if isinstance(delta, dict) and as_str(delta.get("stop_reason")):
                         x.finish_reason = delta["stop_reason"]
                     _read_usage(x, ev.get("usage"))
+                    break
+                elif kind in ("content_block_delta", "message_start"):
+                    break  # no message_delta after the content: the stream was cut
+            x.malformed = body.malformed
             return x
         doc = body.json()
         if isinstance(doc, dict):

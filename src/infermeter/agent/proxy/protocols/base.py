@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 __all__ = [
@@ -80,7 +81,7 @@ class Extracted:
 class Body:
     """The response as the proxy kept it: the whole body when small, else its head and tail."""
 
-    __slots__ = ("head", "tail", "complete", "kind", "content_events", "headers")
+    __slots__ = ("head", "tail", "complete", "kind", "content_events", "headers", "malformed")
 
     def __init__(self, head: bytes, tail: bytes = b"", complete: bool = True, kind: str = "json",
                  content_events: int = 0, headers: dict[str, str] | None = None) -> None:
@@ -90,6 +91,7 @@ class Body:
         self.kind = kind  # "json", "sse", "ndjson" or "other" (from the Content-Type)
         self.content_events = content_events  # streamed events that carried content, counted as they passed
         self.headers = headers or {}  # the few response headers a protocol asked for (lower-case names)
+        self.malformed = False  # set by events() on an event that is not JSON
 
     @property
     def streaming(self) -> bool:
@@ -107,41 +109,43 @@ class Body:
                 return v
         return None
 
-    def events(self) -> tuple[list[Any], bool]:
-        """The streamed events (SSE ``data:`` or NDJSON lines) as JSON, and whether any was malformed.
+    def events(self, reverse: bool = False) -> Iterator[Any]:
+        """The streamed events (SSE ``data:`` or NDJSON lines), parsed one by one as they are taken.
 
-        When the middle of a long stream was not kept, the cut events at the seams are skipped.
+        Protocols read from the end (``reverse=True``) and stop once they have what they need: the
+        usage lives in the last events. An event that is not JSON sets ``malformed``. When the middle
+        of a long stream was not kept, the cut events at the seams are skipped.
         """
         if self.kind == "sse":
             split = _sse_payloads
         elif self.kind == "ndjson":
             split = _ndjson_payloads
         else:
-            return [], False
+            return
         if self.complete:
             pieces = split(self.head, False, False)
         else:
             pieces = split(self.head, False, True) + split(self.tail, True, False)
-        out: list[Any] = []
-        bad = False
-        for p in pieces:
+        for p in reversed(pieces) if reverse else pieces:
             try:
-                out.append(loads(p))
+                yield loads(p)
             except ValueError:
-                bad = True
-        return out, bad
+                self.malformed = True
 
 
 def _sse_payloads(data: bytes, cut_start: bool, cut_end: bool) -> list[bytes]:
-    blocks = data.replace(b"\r\n", b"\n").split(b"\n\n")
+    blocks = (data.replace(b"\r\n", b"\n") if b"\r" in data else data).split(b"\n\n")
     if cut_start:
         blocks = blocks[1:]
     if cut_end:
         blocks = blocks[:-1]
     out = []
     for block in blocks:
-        lines = [ln[5:].lstrip(b" ") if ln.startswith(b"data:") else None for ln in block.split(b"\n")]
-        payload = b"\n".join(ln for ln in lines if ln is not None)
+        if block.startswith(b"data:") and b"\n" not in block:  # the common one-line event
+            payload = block[5:].lstrip(b" ")
+        else:
+            lines = [ln[5:].lstrip(b" ") for ln in block.split(b"\n") if ln.startswith(b"data:")]
+            payload = b"\n".join(lines)
         if payload and payload != b"[DONE]":
             out.append(payload)
     return out

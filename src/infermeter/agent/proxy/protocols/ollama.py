@@ -34,11 +34,14 @@ class OllamaProtocol:
         x = Extracted(operation=self.operation(path))
         read_request(x, request)
         if body.streaming:
-            events, x.malformed = body.events()
-            for ev in events:
+            for ev in body.events(reverse=True):
                 if isinstance(ev, dict):
-                    _read(x, ev)
-                    x.finished = x.finished or ev.get("done") is True
+                    if ev.get("done") is True:  # the last line carries the counts
+                        _read(x, ev)
+                        x.finished = True
+                    x.response_model = x.response_model or as_str(ev.get("model"))
+                    break
+            x.malformed = body.malformed
             return x
         doc = body.json()
         if isinstance(doc, dict):

@@ -69,11 +69,13 @@ class OpenAIProtocol:
         if read_request(x, request) is not None:
             x.user = as_str(request.get("user"))
         if body.streaming:
-            events, x.malformed = body.events()
-            for ev in events:
+            for ev in body.events(reverse=True):  # usage and finish reason come last
                 if isinstance(ev, dict):
                     _read(x, ev.get("response") if isinstance(ev.get("response"), dict) else ev)
                     x.finished = x.finished or ev.get("type") in _RESPONSES_DONE
+                    if x.finished or x.finish_reason is not None:
+                        break  # anything before it is content
+            x.malformed = body.malformed
             x.finished = x.finished or x.finish_reason is not None
             return x
         doc = body.json()
@@ -90,21 +92,18 @@ class OpenAIProtocol:
 
 
 def _read(x: Extracted, obj: dict[str, Any]) -> None:
-    """Fold one response object or stream chunk into ``x``."""
-    model = as_str(obj.get("model"))
-    if model and not x.response_model:
-        x.response_model = model
+    """Fold one response object or stream chunk into ``x``; what is already known (later chunks) stays."""
+    if not x.response_model:
+        x.response_model = as_str(obj.get("model"))
     choices = obj.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        fr = as_str(choices[0].get("finish_reason"))
-        if fr:
-            x.finish_reason = fr
+    if not x.finish_reason and isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        x.finish_reason = as_str(choices[0].get("finish_reason"))
     usage = obj.get("usage")
-    if isinstance(usage, dict):
+    if isinstance(usage, dict) and x.input_tokens is None and x.output_tokens is None:
         u = extract_usage(obj)
         if u is not None:
             x.input_tokens, x.output_tokens, x.cached_tokens = u.input_tokens, u.output_tokens, u.cached_tokens
-        x.cost_usd = provider_cost(usage) or x.cost_usd
+        x.cost_usd = provider_cost(usage)
 
 
 def _output_chars(doc: dict[str, Any]) -> int | None:

@@ -43,11 +43,12 @@ class TGIProtocol:
         x.input_tokens = _header_int(body.headers, "x-prompt-tokens")
         x.output_tokens = _header_int(body.headers, "x-generated-tokens")
         if body.streaming:
-            events, x.malformed = body.events()
-            for ev in events:
-                if isinstance(ev, dict):
+            for ev in body.events(reverse=True):
+                if isinstance(ev, dict):  # the last event carries the details and the whole text
                     _read_details(x, ev.get("details"))
-                    x.finished = x.finished or ev.get("generated_text") is not None
+                    x.finished = ev.get("generated_text") is not None
+                    break
+            x.malformed = body.malformed
             return x
         doc = body.json()
         if isinstance(doc, list) and doc:  # some versions answer a one-element list

@@ -108,21 +108,26 @@ def test_full_telemetry_queue_changes_nothing_for_the_client(proxy):
 
 
 def test_stalled_store_does_not_hold_replies(proxy):
-    release = threading.Event()
+    stuck, release = threading.Event(), threading.Event()
 
     class StalledSink:
         def consume(self, records):
+            stuck.set()
             release.wait(30)
 
     proxy.agent.pipeline.sinks.insert(0, StalledSink())
     try:
-        proxy.agent.pipeline._wake.set()
-        for _ in range(20):  # replies come back while the pipeline thread is stuck in the sink
+        httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=5)
+        flusher = threading.Thread(target=proxy.agent.force_flush, daemon=True)
+        flusher.start()  # the pipeline thread takes that record into the stalled sink...
+        assert stuck.wait(10)
+        for _ in range(20):  # ...and replies keep coming while it is stuck there
             r = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=5)
             assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
+        assert proxy.agent.pipeline.queued >= 20  # their records wait, none lost
     finally:
         release.set()
-    assert len(proxy.records(20)) == 20
+    assert len(proxy.records(21)) == 21
 
 
 def test_upstream_dying_mid_reply_cuts_the_client_off(make_proxy, upstream):

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
 import httpx
 import openai
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from infermeter.agent.proxy.exchange import Tap
 from infermeter.records import Operation, Source, Status
+from tests.otlp_helpers import attrs_of
 from tests.proxy_helpers import make_proxy, proxy, upstream  # noqa: F401 - fixtures
 
 CHAT = {"model": "test-model", "messages": [{"role": "user", "content": "three little words"}]}
@@ -200,26 +197,50 @@ def test_records_reach_the_store(proxy):
     assert (row["source"], row["endpoint"], row["output_tokens"], row["streaming"]) == ("proxy", "/v1/chat/completions", 5, True)
 
 
-def test_span_per_request_when_tracing_is_installed(proxy, monkeypatch):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
-    parent_trace, parent_span = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
-    tp = f"00-{parent_trace:032x}-{parent_span:016x}-01"
-    client(proxy.url).chat.completions.create(**CHAT, extra_headers={"traceparent": tp})
-    rec = proxy.record()
-    (span,) = exporter.get_finished_spans()
-    assert span.context.trace_id == parent_trace == rec.trace_id and span.parent.span_id == parent_span
-    assert span.context.span_id == rec.span_id
-    assert span.attributes["gen_ai.usage.output_tokens"] == 5 and span.attributes["gen_ai.request.model"] == "test-model"
-    assert span.end_time - span.start_time == pytest.approx(rec.duration_s * 1e9, abs=1000)
-    assert proxy.upstream.calls[-1].headers["traceparent"] == tp  # forwarded as received
+def test_one_span_per_request_in_the_callers_trace(upstream, db_path):
+    """Through the agent's OTLP export (a real receiver): each proxied request is one span with the
+    record's ids, in the trace named by the incoming traceparent."""
+    from infermeter.agent.agent import Agent
+    from infermeter.agent.proxy import ProxyComponent
+    from infermeter.config import Settings
+    from tests.otlp_helpers import Tap as OtlpTap
+
+    parent_trace = 0x0AF7651916CD43DD8448EB211C80319C
+    tp = f"00-{parent_trace:032x}-{0xB7AD6B7169203331:016x}-01"
+
+    async def main():
+        async with OtlpTap() as tap:
+            settings = Settings.load(environ={}, db=db_path, api="off", sampling=False, endpoint=tap.url,
+                                     upstream=upstream.url, listen="127.0.0.1:0")
+            agent = await asyncio.to_thread(lambda: Agent(settings).start())
+            try:
+                proxy = ProxyComponent(settings, agent.pipeline)
+                await asyncio.to_thread(agent.add_component, proxy)
+                async with httpx.AsyncClient() as c:
+                    r = await c.post(proxy.url + "/v1/chat/completions", json=CHAT, headers={"traceparent": tp})
+                    assert r.status_code == 200
+                await asyncio.to_thread(agent.force_flush)
+                spans = await tap.wait("spans", lambda sp: sp.name == "chat test-model")
+                rows = await asyncio.to_thread(agent.store.query, "requests.recent", since_ns=0, limit=10)
+            finally:
+                await asyncio.to_thread(agent.shutdown)
+            return spans, rows
+
+    spans, rows = asyncio.run(main())
+    (span,) = spans
+    (row,) = rows
+    assert int.from_bytes(span.trace_id, "big") == parent_trace == row["trace_id"]
+    assert int.from_bytes(span.span_id, "big") == row["span_id"]
+    attrs = attrs_of(span)
+    assert attrs["gen_ai.usage.output_tokens"] == 5 and attrs["gen_ai.request.model"] == "test-model"
+    assert upstream.calls[-1].headers["traceparent"] == tp  # forwarded as received
 
 
-def test_traceparent_ties_the_record_to_the_callers_trace_without_tracing(proxy):
+def test_every_record_has_its_own_span_id_and_the_callers_trace_id(proxy):
     tid = 0x1234567890ABCDEF1234567890ABCDEF
     httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, headers={"traceparent": f"00-{tid:032x}-{1:016x}-01"})
     httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, headers={"traceparent": "garbage"})
-    recs = proxy.records(2)
-    assert recs[0].trace_id == tid and recs[1].trace_id is None
+    httpx.post(proxy.url + "/v1/chat/completions", json=CHAT)
+    a, b, c = proxy.records(3)
+    assert a.trace_id == tid and b.trace_id not in (None, tid) and c.trace_id not in (None, tid, b.trace_id)
+    assert len({a.span_id, b.span_id, c.span_id}) == 3 and all(0 < r.span_id < 2**64 for r in (a, b, c))

@@ -53,7 +53,7 @@ class InferenceMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings, pipeline: Any = None) -> None:
         self.app = app
         self.router = Router(settings.proxy_routes or ())
-        self.builder = RecordBuilder(hash_prompts=settings.hash_prompts, emit_spans=False)
+        self.builder = RecordBuilder(hash_prompts=settings.hash_prompts)
         self.max_parse = settings.max_parse_bytes
         self.tenant_header = settings.tenant_header.lower().encode()
         self.pipeline = pipeline

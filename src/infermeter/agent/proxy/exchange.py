@@ -3,29 +3,27 @@
 The event loop fills an :class:`Exchange` (timestamps, sizes, status, what it kept of the bodies)
 and hands it to ``pipeline.submit(builder, exchange)``. :class:`RecordBuilder` runs later on the
 pipeline thread: it lets the wire protocol read the bodies, estimates what no usage said (and says
-so), picks the tenant, hashes the prompt and, when an SDK tracer provider is installed, emits the
-request's span with its real start and end times. The ASGI middleware (``instrument_app``) uses the
-same two pieces.
+so), picks the tenant and hashes the prompt. Each record gets its own span id, in the caller's
+trace when the request carried a ``traceparent``; the exporters turn records into spans (one per
+request) with these ids. The ASGI middleware (``instrument_app``) uses the same two pieces, with
+the ids of the request's server span.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import random
 import time
-from typing import Any
-
-from opentelemetry import trace as otel_trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from ...records import InferenceRecord, Operation, Source, Status
-from ..decorator import _tracer
 from .protocols import Body, Extracted, WireProtocol, hash_prompt
 from .protocols.base import json_or_none, prompt_size
 
 __all__ = ["Exchange", "Tap", "RecordBuilder", "key_hash", "response_kind"]
 
 _perf = time.perf_counter_ns
+_random = random.getrandbits  # span ids; the random module reseeds itself in forked children
 _NO_ESTIMATE = (Operation.INFERENCE, Operation.OTHER)  # tensors and plain HTTP have no tokens to guess
 
 
@@ -111,7 +109,7 @@ class Exchange:
         self.key: str | None = None  # key_hash() of the credential, never the credential
         self.traceparent: str | None = None
         self.headers: dict[str, str] | None = None  # response headers the protocol asked for
-        self.trace_id: int | None = None  # set by in-process instrumentation (its span is the request's)
+        self.trace_id: int | None = None  # in-process instrumentation: the ids of the request's server span
         self.span_id: int | None = None
 
     def observe(self, chunk: bytes, streaming: bool) -> None:
@@ -130,12 +128,10 @@ class Exchange:
 class RecordBuilder:
     """Turns a finished :class:`Exchange` into an :class:`InferenceRecord`; runs on the pipeline thread."""
 
-    def __init__(self, *, hash_prompts: bool, server_address: str | None = None, provider: str | None = None,
-                 emit_spans: bool = True) -> None:
+    def __init__(self, *, hash_prompts: bool, server_address: str | None = None, provider: str | None = None) -> None:
         self.hash_prompts = hash_prompts
         self.server_address = server_address
         self.provider = provider  # from the upstream's host (api.openai.com -> openai); else the protocol's
-        self.emit_spans = emit_spans
 
     def __call__(self, ex: Exchange) -> InferenceRecord:
         proto = ex.protocol
@@ -160,8 +156,8 @@ class RecordBuilder:
             operation=x.operation or Operation.OTHER,
             source=Source.PROXY,
             status=status,
-            trace_id=ex.trace_id,
-            span_id=ex.span_id,
+            trace_id=ex.trace_id or _trace_id_from(ex.traceparent) or _random(128),
+            span_id=ex.span_id or _random(64),
             ttft_s=None if ex.ttft_ns is None else ex.ttft_ns / 1e9,
             request_model=x.request_model,
             response_model=x.response_model,
@@ -184,14 +180,6 @@ class RecordBuilder:
             cost_source="provider" if x.cost_usd is not None else None,
             prompt_hash=hash_prompt(x.prompt) if self.hash_prompts else None,
         )
-        if self.emit_spans:
-            tracer = _tracer()
-            if tracer is not None:
-                return _emit_span(tracer, ex, rec)
-            if ex.traceparent:
-                parent = _parse_traceparent(ex.traceparent)
-                if parent is not None:  # no span of ours: at least tie the record to the caller's trace
-                    return _replace_ids(rec, parent.trace_id, None)
         return rec
 
 
@@ -214,50 +202,15 @@ def _tokens(ex: Exchange, x: Extracted, cancelled: bool) -> tuple[int | None, in
     return inp, out, estimated
 
 
-def _parse_traceparent(value: str) -> SpanContext | None:
-    parts = value.strip().split("-")
+def _trace_id_from(traceparent: str | None) -> int | None:
+    """The trace id of a W3C ``traceparent`` header (``00-<32 hex>-<16 hex>-<2 hex>``), if it is one."""
+    if not traceparent:
+        return None
+    parts = traceparent.strip().split("-")
     if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
         return None
     try:
-        tid, sid, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16)
+        tid = int(parts[1], 16)
     except ValueError:
         return None
-    if not tid or not sid:
-        return None
-    return SpanContext(tid, sid, is_remote=True, trace_flags=TraceFlags(flags))
-
-
-def _replace_ids(rec: InferenceRecord, trace_id: int | None, span_id: int | None) -> InferenceRecord:
-    return rec._replace(trace_id=trace_id, span_id=span_id)
-
-
-def _emit_span(tracer: Any, ex: Exchange, rec: InferenceRecord) -> InferenceRecord:
-    """The request's GenAI span, with its real start and end times, parented to the caller's trace."""
-    ctx = None
-    if ex.traceparent:
-        parent = _parse_traceparent(ex.traceparent)
-        if parent is not None:
-            ctx = otel_trace.set_span_in_context(NonRecordingSpan(parent))
-    attrs: dict[str, Any] = {"gen_ai.operation.name": rec.operation, "http.request.method": ex.method,
-                             "url.path": ex.path}
-    for key, value in (
-        ("gen_ai.request.model", rec.request_model), ("gen_ai.response.model", rec.response_model),
-        ("gen_ai.provider.name", rec.provider), ("gen_ai.usage.input_tokens", rec.input_tokens),
-        ("gen_ai.usage.output_tokens", rec.output_tokens), ("gen_ai.usage.cache_read.input_tokens", rec.cached_tokens),
-        ("gen_ai.server.time_to_first_token", rec.ttft_s), ("http.response.status_code", rec.http_status),
-        ("server.address", rec.server_address), ("error.type", rec.error_type),
-        ("gen_ai.usage.cost.amount", float(rec.cost_usd) if rec.cost_usd is not None else None),
-    ):
-        if value is not None:
-            attrs[key] = value
-    if rec.finish_reason:
-        attrs["gen_ai.response.finish_reasons"] = (rec.finish_reason,)
-    if rec.tokens_estimated:
-        attrs["infermeter.tokens_estimated"] = True
-    name = f"{rec.operation} {rec.request_model or rec.response_model}" if rec.model else rec.operation
-    span = tracer.start_span(name, context=ctx, kind=SpanKind.SERVER, attributes=attrs, start_time=rec.start_time_ns)
-    if rec.status == Status.ERROR:
-        span.set_status(StatusCode.ERROR, rec.error_type or "")
-    span.end(end_time=rec.start_time_ns + int(rec.duration_s * 1e9))
-    sc = span.get_span_context()
-    return _replace_ids(rec, sc.trace_id, sc.span_id)
+    return tid or None

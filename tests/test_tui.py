@@ -43,7 +43,8 @@ def text_of(app: TopApp, selector: str) -> str:
 
 
 async def started(app: TopApp, pilot) -> None:
-    await app.wait_until(lambda: app.polls >= 1)
+    """The first poll is on screen, and the recommendations (asked on their own thread) too."""
+    await app.wait_until(lambda: app.polls >= 1 and not app.snapshot.get("recommendations").pending)
     await pilot.pause()
 
 
@@ -509,7 +510,9 @@ async def test_in_process_source_serves_the_demo_without_an_api(db_path, utc):
         assert "in-process agent" in text_of(app, "#topbar")
 
 
-def test_recommendations_are_asked_at_most_every_30s_unless_forced(filled):
+def test_recommendations_are_asked_on_their_own_thread_at_most_every_30s(filled):
+    import threading
+
     from infermeter.tui.fetch import Poller, Query
 
     asked = []
@@ -522,17 +525,27 @@ def test_recommendations_are_asked_at_most_every_30s_unless_forced(filled):
 
     src.view = counting
     now = [1000.0]
-    poller = Poller(src, clock=lambda: now[0])
+    landed = threading.Event()
+    poller = Poller(src, clock=lambda: now[0], on_slow_answer=lambda name: landed.set())
     q = Query(until_ns=T0_NS)
-    first = poller.fetch(q)
-    poller.fetch(q)
+
+    def fetch_and_wait(force: bool = False):
+        landed.clear()
+        snap = poller.fetch(q, force)
+        assert landed.wait(30)
+        return snap
+
+    first = fetch_and_wait()
+    assert first.get("recommendations").pending  # the poll did not wait for it
+    second = poller.fetch(q)
+    assert second.get("recommendations").data is not None
     now[0] += 29
     third = poller.fetch(q)
     assert asked.count("recommendations") == 1 and asked.count("models") == 3
-    assert third.get("recommendations") is first.get("recommendations")
+    assert third.get("recommendations") is second.get("recommendations")
     now[0] += 2
-    poller.fetch(q)
-    poller.fetch(q, force=True)
+    fetch_and_wait()  # 31 s later: asked again
+    fetch_and_wait(force=True)
     assert asked.count("recommendations") == 3
 
 

@@ -147,5 +147,7 @@ def make_app(agent: Any, **kw: Any) -> Any:
 
 
 async def first_poll(pilot: Any) -> None:
-    await pilot.app.wait_until(lambda: pilot.app.polls >= 1)
+    """The first poll is on screen, and the recommendations (asked on their own thread) too."""
+    app = pilot.app
+    await app.wait_until(lambda: app.polls >= 1 and not app.snapshot.get("recommendations").pending)
     await pilot.pause()

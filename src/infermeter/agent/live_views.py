@@ -64,6 +64,9 @@ def _enrich(rows: list[dict[str, Any]], span_s: float) -> Decimal | None:
     priced = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
     total = sum(priced, Decimal(0)) if priced else None
     for r in rows:
+        for name in ("latency", "ttft"):
+            q = r.pop(f"{name}_q") or (None, None)
+            r[f"{name}_p50_s"], r[f"{name}_p95_s"] = q
         tokens = (r["input_tokens"] or 0) + (r["output_tokens"] or 0)
         r["requests_per_s"] = r["requests"] / span_s
         r["tokens_per_s"] = tokens / span_s

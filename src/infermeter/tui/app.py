@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -110,7 +111,7 @@ class TopApp(App[None]):
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
         self.source = source
-        self.poller = Poller(source)
+        self.poller = Poller(source, on_slow_answer=self._slow_answered)
         self.interval_s = interval_s
         self.clock_ns = clock_ns
         self.tail_limit = tail_limit
@@ -122,6 +123,7 @@ class TopApp(App[None]):
         self.data_ready = asyncio.Event()  # set once the first snapshot is on screen
         self._answered = asyncio.Event()  # set (and replaced) at every answer, lost or not
         self._in_flight = False
+        self._next_poll_at = 0.0  # monotonic: a slow agent is polled less often, see apply_snapshot
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Wait for the polls to make ``predicate()`` true (tests, scripts); TimeoutError otherwise."""
@@ -152,8 +154,15 @@ class TopApp(App[None]):
         return Query(self.window, self.model_filter, self.tenant_filter, until, self.tail_limit)
 
     def poll(self) -> None:
-        if not self._in_flight:
+        if not self._in_flight and time.monotonic() >= self._next_poll_at:
             self.refresh_data()
+
+    def _slow_answered(self, name: str) -> None:
+        """From the poller's thread: a slow view (recommendations) has a new answer; show it now."""
+        try:
+            self.call_from_thread(self.refresh_data)
+        except RuntimeError:  # the app is not running (any more)
+            pass
 
     def refresh_data(self, force: bool = False) -> None:
         """Start a poll now; one already running for an older query is cancelled (exclusive).
@@ -182,6 +191,8 @@ class TopApp(App[None]):
         if (snap.query.window, snap.query.model, snap.query.tenant) != (current.window, current.model, current.tenant):
             return  # an answer to a question no longer asked
         self._in_flight = False
+        # Never more than a third of the agent's time for this screen: wait twice as long as the poll took.
+        self._next_poll_at = time.monotonic() + 2 * snap.took_s
         if snap.lost:
             self._set_lost(snap.lost)
             return

@@ -20,6 +20,8 @@ def _absent(view: str, result: ViewResult, what: str) -> str | None:
         return f"{what} are not available from this agent (it serves no '{view}' view)."
     if result.error:
         return f"Could not load {what.lower()}: {result.error}"
+    if result.pending:
+        return f"{what} are being worked out by the agent…"
     if result.data is None:
         return "No data yet."
     return None

@@ -17,10 +17,8 @@ _AGGREGATES = """
            count(*) FILTER (WHERE status = 'error')                            AS errors,
            sum(input_tokens)::BIGINT                                           AS input_tokens,
            sum(output_tokens)::BIGINT                                          AS output_tokens,
-           quantile_cont(duration_s, 0.5)                                      AS latency_p50_s,
-           quantile_cont(duration_s, 0.95)                                     AS latency_p95_s,
-           quantile_cont(ttft_s, 0.5)                                          AS ttft_p50_s,
-           quantile_cont(ttft_s, 0.95)                                         AS ttft_p95_s,
+           quantile_cont(duration_s, [0.5, 0.95])                              AS latency_q,  -- one sort for both
+           quantile_cont(ttft_s, [0.5, 0.95])                                  AS ttft_q,
            sum(cost_usd)                                                       AS cost_usd,
            count(*) FILTER (WHERE cost_usd IS NULL)                            AS unpriced_requests,
            (sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))

@@ -33,8 +33,8 @@ def vllm_quantization(gpu: str | None, bits: int, model: str) -> str:
     if bits == 8 and cc >= 8.0:
         return f"serve it in FP8: `vllm serve {model} --quantization fp8` (FP8 weights through the Marlin kernels on this GPU)"
     if bits == 8:
-        return (f"make an INT8 W8A8 checkpoint of {model} (llm-compressor, scheme W8A8) and `vllm serve` it: vLLM reads "
-                "its compressed-tensors config")
+        return (f"serve an INT8 W8A8 checkpoint of {model} (made with llm-compressor, scheme W8A8; `vllm serve` reads "
+                "its compressed-tensors config)")
     kernel = "awq_marlin" if cc >= 8.0 else "awq"
     return f"serve an AWQ INT4 checkpoint of {model}: `vllm serve <{model}-AWQ> --quantization {kernel}`"
 

@@ -52,7 +52,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 def _lognormal(rng: random.Random, mean: float, sigma: float) -> int:
-    return max(1, int(rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)))
+    return max(1, int(math.exp(rng.gauss(math.log(mean) - sigma * sigma / 2, sigma))))
 
 
 def _minute_shape(sc: Scenario, t_s: float, start_ns: int) -> float:

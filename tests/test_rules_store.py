@@ -77,7 +77,8 @@ def test_recommend_save_keeps_a_history_of_runs(simulated, capsys):
         rows = history.run_recommendations(s.cursor(), runs[0]["run_id"])
     finally:
         s.shutdown()
-    assert [r["action"] for r in rows][:3] == ["serverless", "quantize", "batch"]
+    assert {r["action"] for r in rows} >= {"serverless", "quantize", "batch"}
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[0]["evidence"]["queries"] and rows[0]["savings_usd_month"] > 0
 
 

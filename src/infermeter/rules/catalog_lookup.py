@@ -118,23 +118,6 @@ def serverless_for(catalog: Catalog, gpu_type: str | None, min_mem_bytes: int = 
     return min(offers, key=lambda o: o.usd_per_gpu_s, default=None)
 
 
-def cheapest_instance(catalog: Catalog, *, cloud: str | None, min_gpu_mem_bytes: int, pricing: str,
-                      gpu_count: int = 1) -> GpuInstance | None:
-    """The cheapest instance (same cloud when given) with ``gpu_count`` GPUs of at least that memory."""
-    best: GpuInstance | None = None
-    for i in catalog.instances():
-        if cloud is not None and i.cloud != cloud:
-            continue
-        if i.gpu_count != gpu_count or i.gpu_mem_bytes < min_gpu_mem_bytes:
-            continue
-        p = i.price(pricing)
-        if p is None:
-            continue
-        if best is None or p < (best.price(pricing) or p):
-            best = i
-    return best
-
-
 def load_catalog(price_file: str | None = None) -> Catalog:
     """The shipped price catalog (``infermeter.cost``, plus ``price_file``) as a :class:`Catalog`."""
     from ._cost_adapter import from_cost_catalog

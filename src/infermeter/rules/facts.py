@@ -93,15 +93,10 @@ class WorkloadFacts:
         return (self.until_ns - self.since_ns) / 1e9
 
     @property
-    def data_span_s(self) -> float:
-        """Seconds from the first data point in the window to the window's end."""
+    def observed_s(self) -> float:
+        """The span the facts speak for: from the first request or sample in the window to its end."""
         firsts = [x for x in (self.first_request_ns, self.gpu_first_ns) if x is not None]
         return (self.until_ns - min(firsts)) / 1e9 if firsts else 0.0
-
-    @property
-    def observed_s(self) -> float:
-        """The span the facts speak for: the window, unless data started later within it."""
-        return self.data_span_s
 
     @property
     def duty_cycle(self) -> float:

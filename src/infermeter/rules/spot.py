@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from decimal import Decimal
 
 from .base import Action, Recommendation, RuleContext, fraction
 from .evidence import cost_evidence, month_assumption, r

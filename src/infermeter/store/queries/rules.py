@@ -38,6 +38,16 @@ _ISLANDS = """
            (SELECT coalesce(max(gap_ns), 0) FROM gaps)::DOUBLE / 1e9  AS longest_inner_gap_s
 """
 
+# Load per active minute: request-seconds started in the minute / 60 = mean concurrency in it.
+_MINUTE_LOAD = """
+    WITH m AS (
+        SELECT start_time_ns // 60000000000 AS minute, sum(duration_s) / 60.0 AS load
+        FROM requests
+        WHERE start_time_ns >= $since_ns AND start_time_ns < $until_ns
+        GROUP BY 1
+    )
+"""
+
 QUERIES = {
     "rules.latest_ns": """
         SELECT greatest(
@@ -91,14 +101,7 @@ QUERIES = {
         ORDER BY requests DESC
     """,
     "rules.islands": _ISLANDS,
-    # Load per active minute: request-seconds started in the minute / 60 = mean concurrency.
-    "rules.concurrency": """
-        WITH m AS (
-            SELECT start_time_ns // 60000000000 AS minute, sum(duration_s) / 60.0 AS load
-            FROM requests
-            WHERE start_time_ns >= $since_ns AND start_time_ns < $until_ns
-            GROUP BY 1
-        )
+    "rules.concurrency": _MINUTE_LOAD + """
         SELECT count(*)                     AS active_minutes,
                avg(load)                    AS load_mean,
                quantile_cont(load, 0.5)     AS load_p50,
@@ -107,13 +110,7 @@ QUERIES = {
         FROM m
     """,
     # The same per-minute load as a histogram (load rounded up to a quarter), for replica counts.
-    "rules.load_histogram": """
-        WITH m AS (
-            SELECT start_time_ns // 60000000000 AS minute, sum(duration_s) / 60.0 AS load
-            FROM requests
-            WHERE start_time_ns >= $since_ns AND start_time_ns < $until_ns
-            GROUP BY 1
-        )
+    "rules.load_histogram": _MINUTE_LOAD + """
         SELECT ceil(load * 4) / 4 AS load, count(*) AS minutes FROM m GROUP BY 1 ORDER BY 1
     """,
     "rules.replicas": """

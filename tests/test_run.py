@@ -201,6 +201,19 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout(child_cmd
     assert gone(child_pid)
 
 
+def test_a_second_signal_kills_a_slow_child_at_once(child_cmd, run_process, db_path):
+    cmd, port = child_cmd("--ignore-term")
+    p = run_process("--no-proxy", "--db", db_path, "--api", "off", "--stop-timeout", "10m", "--", *cmd)
+    child_pid = started_child(p)
+    p.expect("model server answers")
+    p.proc.terminate()
+    p.expect("stopping model server")
+    p.proc.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
+    rc, err = p.finish(timeout=60)  # long before the 10-minute stop timeout
+    assert rc == 128 + signal.SIGKILL, err
+    assert gone(child_pid)
+
+
 def test_when_the_child_dies_infermeter_flushes_and_exits_with_its_status(child_cmd, run_process, db_path):
     cmd, port = child_cmd("--grandchild")
     p = run_process("--no-proxy", "--db", db_path, "--api", "off", "--", *cmd)

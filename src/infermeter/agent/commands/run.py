@@ -8,7 +8,8 @@ with infermeter (``PR_SET_PDEATHSIG``) should infermeter itself be killed. infer
 the child's port answers, starts the agent (``target_pid`` = the child, for the host collector)
 and the proxy, and then waits for a signal or for the child to exit. A child that dies makes
 infermeter flush the store and exit with the child's status (128 + N for a child killed by signal
-N); a stop asked by SIGINT/SIGTERM/SIGHUP exits 0 once everything stopped in time.
+N); a stop asked by SIGINT/SIGTERM/SIGHUP exits 0 once everything stopped in time (a second signal
+kills the model server's group at once instead of waiting ``--stop-timeout``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Any, Protocol
 
 HELP = "start a model server as a child process with the proxy in front of it; stop both together"
 
-__all__ = ["HELP", "add_arguments", "run", "Child", "Front", "supervise", "upstream_from_command", "wait_ready"]
+__all__ = ["HELP", "add_arguments", "run", "Child", "Front", "AgentFront", "supervise", "upstream_from_command",
+           "wait_ready", "port_answers", "exit_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +113,12 @@ class Child:
         except (ProcessLookupError, PermissionError):
             return False
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        """Send ``sig`` to the group, wait up to ``timeout_s``, then SIGKILL what is left. Returns the status."""
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0, hurry: threading.Event | None = None) -> int:
+        """Send ``sig`` to the group, wait up to ``timeout_s`` (or until ``hurry`` is set: a second Ctrl-C),
+        then SIGKILL what is left. Returns the status."""
         if self.poll() is None:
             self.signal_group(sig)
-            if self.wait(timeout_s) is None:
+            if not self._wait_unless(timeout_s, hurry):
                 logger.warning("model server pid %d did not exit %.0fs after %s; killing its process group",
                                self.pid, timeout_s, signal.Signals(sig).name)
                 self.killed = True
@@ -123,6 +126,15 @@ class Child:
                 self.wait()
         self.reap_group()
         return exit_status(self.proc.returncode)
+
+    def _wait_unless(self, timeout_s: float, hurry: threading.Event | None) -> bool:
+        if hurry is None:
+            return self.wait(timeout_s) is not None
+        deadline = time.monotonic() + timeout_s
+        while self.wait(min(0.1, max(0.0, deadline - time.monotonic()))) is None:
+            if hurry.is_set() or time.monotonic() >= deadline:
+                return False
+        return True
 
     def reap_group(self) -> None:
         """Leftovers of the group (workers the server forked) must not outlive it and hold the GPU."""
@@ -232,6 +244,7 @@ class _Signals:
 
     def __init__(self, wake: threading.Event) -> None:
         self.wake = wake
+        self.hurry = threading.Event()  # a second signal: stop waiting politely
         self.received: list[int] = []
         self._old: dict[int, Any] = {}
 
@@ -241,6 +254,8 @@ class _Signals:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.received:
+            self.hurry.set()
         self.received.append(signum)
         self.wake.set()
 
@@ -289,7 +304,7 @@ def supervise(
                 front = None
             if child.poll() is None:
                 say(f"stopping model server pid {child.pid} ({signal.Signals(first).name})")
-            status = child.stop(first, stop_timeout_s)
+            status = child.stop(first, stop_timeout_s, signals.hurry)
             if front is not None:
                 front.stop(stop_timeout_s)
         if requested:

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ..records import InferenceRecord
+from .histograms import Histograms, HistogramSpec
 
 __all__ = [
     "MetricsSink",
@@ -33,6 +34,7 @@ __all__ = [
     "TOKEN_BUCKETS",
     "DURATION_BUCKETS",
     "TTFT_BUCKETS",
+    "genai_histograms",
     "SCOPE",
 ]
 
@@ -73,37 +75,42 @@ def _nothing() -> Sequence[Any]:
     return ()
 
 
+def genai_histograms() -> Histograms:
+    """The four GenAI histograms, with the conventions' explicit bucket boundaries."""
+    return Histograms([
+        HistogramSpec("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", TOKEN_BUCKETS),
+        HistogramSpec("gen_ai.client.operation.duration", "s", "GenAI operation duration.", DURATION_BUCKETS),
+        HistogramSpec("gen_ai.server.request.duration", "s",
+                      "Generative AI server request duration such as time-to-last byte or last output token.", DURATION_BUCKETS),
+        HistogramSpec("gen_ai.server.time_to_first_token", "s", "Time to generate first token for successful responses.", TTFT_BUCKETS),
+    ])
+
+
 class MetricsSink:
-    """Pipeline sink: turns each batch of records into GenAI metric points on ``meter_provider``."""
+    """Pipeline sink: turns each batch of records into GenAI metric points.
+
+    Histograms go to ``histograms`` (infermeter's own aggregation, see :mod:`.histograms`), which
+    the Prometheus collector and the OTLP exporter read; counters and gauges are SDK instruments
+    on ``meter_provider``.
+    """
 
     def __init__(
         self,
         meter_provider: Any,
         gpu_latest: Callable[[], Any] | None = None,
         cost_source: CostSource = _nothing,
+        histograms: Histograms | None = None,
     ) -> None:
         from .. import __version__
 
         self.meter_provider = meter_provider
+        self.histograms = histograms or genai_histograms()
         self._cost_source = cost_source
         self._attrs: dict[tuple, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._closed = False
         m = meter_provider.get_meter(SCOPE, __version__)
-        self._tokens = m.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
-        self._op_duration = m.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
-        self._server_duration = m.create_histogram(
-            "gen_ai.server.request.duration", unit="s",
-            description="Generative AI server request duration such as time-to-last byte or last output token.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
-        self._ttft = m.create_histogram(
-            "gen_ai.server.time_to_first_token", unit="s", description="Time to generate first token for successful responses.",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS)
         self._requests = m.create_counter(
             "infermeter.requests", unit="{request}", description="Inference requests by model, status and cost source (unpriced included).")
         # Cost is observed, not added: request costs are summed exactly (Decimal) here and idle cost
@@ -120,25 +127,36 @@ class MetricsSink:
     def consume(self, records: Sequence[InferenceRecord]) -> None:
         if self._closed:
             return
-        tokens, op_d, srv_d, ttft = self._tokens.record, self._op_duration.record, self._server_duration.record, self._ttft.record
-        reqs = self._requests.add
+        h = self.histograms
+        add = h.record
+        requests: dict[tuple, int] = {}
         costs: dict[tuple, Decimal] = {}
-        for r in records:
-            key, base = self._base_attrs(r)
-            if r.input_tokens is not None:
-                tokens(r.input_tokens, self._with(key, base, "gen_ai.token.type", "input"))
-            if r.output_tokens is not None:
-                tokens(r.output_tokens, self._with(key, base, "gen_ai.token.type", "output"))
-            dur_attrs = self._with(key, base, "error.type", r.error_type) if r.error_type else base
-            op_d(r.duration_s, dur_attrs)
-            srv_d(r.duration_s, dur_attrs)
-            if r.ttft_s is not None and r.error_type is None:
-                ttft(r.ttft_s, base)
-            source = r.cost_source or "unpriced"
-            reqs(1, self._request_attrs(r.model, r.tenant, source, r.status))
-            if r.cost_usd is not None:
-                ck = (r.model, r.tenant, source)
-                costs[ck] = costs.get(ck, 0) + r.cost_usd
+        with h.lock:
+            for r in records:
+                key, base = self._base_attrs(r)
+                if r.input_tokens is not None:
+                    k = (key, "input")
+                    add("gen_ai.client.token.usage", k, self._with(k, base, "gen_ai.token.type", "input"), r.input_tokens)
+                if r.output_tokens is not None:
+                    k = (key, "output")
+                    add("gen_ai.client.token.usage", k, self._with(k, base, "gen_ai.token.type", "output"), r.output_tokens)
+                if r.error_type:
+                    dk = (key, "error", r.error_type)
+                    dur_attrs = self._with(dk, base, "error.type", r.error_type)
+                else:
+                    dk, dur_attrs = key, base
+                add("gen_ai.client.operation.duration", dk, dur_attrs, r.duration_s)
+                add("gen_ai.server.request.duration", dk, dur_attrs, r.duration_s)
+                if r.ttft_s is not None and r.error_type is None:
+                    add("gen_ai.server.time_to_first_token", key, base, r.ttft_s)
+                source = r.cost_source or "unpriced"
+                rk = (r.model, r.tenant, source, r.status)
+                requests[rk] = requests.get(rk, 0) + 1
+                if r.cost_usd is not None:
+                    ck = (r.model, r.tenant, source)
+                    costs[ck] = costs.get(ck, 0) + r.cost_usd
+        for rk, n in requests.items():  # one SDK call per attribute set and batch, not per record
+            self._requests.add(n, self._request_attrs(*rk))
         if costs:
             with self._lock:
                 totals = self._cost_totals
@@ -146,7 +164,7 @@ class MetricsSink:
                     totals[ck] = totals.get(ck, 0) + amount
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
-        return True  # points are in the SDK's aggregations already; readers flush themselves
+        return True  # points are aggregated already; readers flush themselves
 
     def close(self) -> None:
         """Stop recording (the meter provider is about to shut down)."""
@@ -172,8 +190,8 @@ class MetricsSink:
             a = self._remember(key, a)
         return key, a
 
-    def _with(self, base_key: tuple, base: dict[str, Any], k: str, v: Any) -> dict[str, Any]:
-        key = ("w", base_key, k, v)
+    def _with(self, key: tuple, base: dict[str, Any], k: str, v: Any) -> dict[str, Any]:
+        key = ("w", key)
         a = self._attrs.get(key)
         if a is None:
             a = self._remember(key, {**base, k: v})

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status as OtelStatus
+from opentelemetry.trace.status import StatusCode
+
 from ..errors import ConfigError
 from ..records import InferenceRecord, Source, Status, new_request_id
 
@@ -45,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 RECORDS_SCOPE = "infermeter.records"
 """Instrumentation scope of the spans made from records (the decorator's live spans use ``infermeter``)."""
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = OtelStatus(StatusCode.UNSET)
 
 EXPORT_HINT = "OTLP export needs the exporter packages: pip install 'infermeter[export]'"
 
@@ -139,7 +147,9 @@ def span_exporter(cfg: OtlpConfig) -> Any:
         raise ConfigError("OTEL_EXPORTER_OTLP_ENDPOINT", cfg.traces_endpoint, f"{EXPORT_HINT} ({e.name} is missing)") from e
 
 
-def metric_reader(cfg: OtlpConfig) -> Any:
+def metric_reader(cfg: OtlpConfig, histograms: Any = None, resource: Any = None) -> Any:
+    """A periodic OTLP metric reader; with ``histograms`` (:class:`.histograms.Histograms`), every
+    export also carries infermeter's own GenAI histograms."""
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     try:
@@ -153,6 +163,13 @@ def metric_reader(cfg: OtlpConfig) -> Any:
             exporter = Http(endpoint=cfg.metrics_endpoint)
     except ImportError as e:
         raise ConfigError("OTEL_EXPORTER_OTLP_ENDPOINT", cfg.metrics_endpoint, f"{EXPORT_HINT} ({e.name} is missing)") from e
+    if histograms is not None:
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        from .. import __version__
+        from .histograms import MergingMetricExporter
+
+        exporter = MergingMetricExporter(exporter, histograms, resource, InstrumentationScope("infermeter", __version__))
     return PeriodicExportingMetricReader(exporter, export_interval_millis=cfg.metric_export_interval_ms)
 
 
@@ -224,14 +241,9 @@ def record_span(r: InferenceRecord, resource: Any, scope: Any = None, ids: tuple
     span that already happened, so it is built directly as the object span processors consume.
     A record without a live span is matched to its stored row by ``infermeter.request_id``.
     """
-    from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
-    from opentelemetry.trace.status import Status as OtelStatus
-    from opentelemetry.trace.status import StatusCode
-
     trace_id, span_id = (r.trace_id, r.span_id) if r.span_id is not None else ids or (0, 0)
-    ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    status = OtelStatus(StatusCode.ERROR, r.error_type) if r.status == Status.ERROR else OtelStatus(StatusCode.UNSET)
+    ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
+    status = OtelStatus(StatusCode.ERROR, r.error_type) if r.status == Status.ERROR else _UNSET
     model = r.model
     return ReadableSpan(
         name=f"{r.operation} {model}" if model else r.operation,

@@ -53,11 +53,12 @@ class RemoteAgent:
         if cfg.metrics_endpoint:
             from opentelemetry.sdk.metrics import MeterProvider
 
-            from .metrics import MetricsSink
+            from .metrics import MetricsSink, genai_histograms
 
-            self.otlp_metrics = metric_reader(cfg)
+            hists = genai_histograms()
+            self.otlp_metrics = metric_reader(cfg, hists, resource)
             self.meter_provider = MeterProvider(metric_readers=[self.otlp_metrics], resource=resource, shutdown_on_exit=False)
-            self.metrics: Any = MetricsSink(self.meter_provider)
+            self.metrics: Any = MetricsSink(self.meter_provider, histograms=hists)
             self.pipeline.sinks.append(self.metrics)
         self._stopped = False
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..agent.api import Request, Response
-from .metrics import CostTotal, MetricsSink
+from .histograms import PrometheusHistograms
+from .metrics import CostTotal, MetricsSink, genai_histograms
 from .otlp import OtlpConfig, SpanSink, build_resource, ensure_request_ids, metric_reader
 from .parquet import hours_handler, rows_handler
 from .prometheus import PrometheusEndpoint, prometheus_available, unavailable_handler
@@ -50,12 +51,17 @@ class AgentExporters:
         self.since_ns = time.time_ns()
         self.config = OtlpConfig.from_settings(s)
         resource = build_resource(self.config, s.service_name)
+        hists = genai_histograms()
         self.prometheus = PrometheusEndpoint() if prometheus_available() else None
+        if self.prometheus is not None:
+            self.prometheus.registry.register(PrometheusHistograms(hists))
         self._scrape_lock = threading.Lock()
-        self.otlp_metrics = metric_reader(self.config) if self.config and self.config.metrics_endpoint else None
+        self.otlp_metrics = (metric_reader(self.config, hists, resource)
+                             if self.config and self.config.metrics_endpoint else None)
         readers = [r for r in (self.prometheus and self.prometheus.reader, self.otlp_metrics) if r is not None]
         self.meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
-        self.metrics = MetricsSink(self.meter_provider, gpu_latest=self._gpu_latest, cost_source=self._stored_costs)
+        self.metrics = MetricsSink(self.meter_provider, gpu_latest=self._gpu_latest, cost_source=self._stored_costs,
+                                   histograms=hists)
         self.spans = (SpanSink.for_config(self.config, resource, skip_live=True, skip_received=bool(s.otlp_forward))
                       if self.config and self.config.traces_endpoint else None)
         self.receiver = OtlpReceiver(agent.pipeline, max_bytes=s.otlp_max_bytes, forward_url=s.otlp_forward)

@@ -182,3 +182,39 @@ def test_a_dead_endpoint_never_fails_the_call(monkeypatch):
     w.force_flush(10)
     assert w.pipeline.stats()["processed"] == 1000 and w.pipeline.stats()["errors"] == 0
     assert w.spans.exported == 1000  # handed to the exporter, whose failures stay on its own thread
+
+
+def test_delta_temporality_histograms_carry_only_the_new_points(db_path, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")  # what Datadog prefers
+    with GrpcCollector() as col:
+        a = start_agent(db=db_path, endpoint=col.url, otlp_protocol="grpc")
+        try:
+            for n in (3, 2):
+                for _ in range(n):
+                    a.pipeline.submit_record(HOSTED._replace(start_time_ns=time.time_ns()))
+                assert a.force_flush(10)
+        finally:
+            a.shutdown()
+
+    def counts(req):
+        return [dp.count for rm in req.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                if m.name == "gen_ai.client.operation.duration" for dp in m.histogram.data_points]
+
+    per_export = [c for c in (counts(r) for r in col.metric_requests) if c]
+    assert per_export[:2] == [[3], [2]]
+    temporality = {m.histogram.aggregation_temporality for r in col.metric_requests for rm in r.resource_metrics
+                   for sm in rm.scope_metrics for m in sm.metrics if m.name == "gen_ai.client.token.usage"}
+    assert temporality == {1}  # AGGREGATION_TEMPORALITY_DELTA
+
+
+def test_histogram_cardinality_is_bounded():
+    from infermeter.exporters.histograms import Histograms, HistogramSpec
+
+    h = Histograms([HistogramSpec("x", "s", "", (1.0, 2.0))], max_points=3)
+    with h.lock:
+        for i in range(10):
+            h.record("x", f"model-{i}", {"gen_ai.request.model": f"model-{i}"}, 1.5)
+    points = h.snapshot()["x"]
+    assert len(points) == 4  # three attribute sets, then everything else in the overflow point
+    overflow = [p for p in points if p[0] == {"otel.metric.overflow": True}]
+    assert overflow[0][3] == 7 and overflow[0][1] == [0, 7, 0]

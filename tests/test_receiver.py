@@ -174,3 +174,29 @@ def test_metrics_posts_are_accepted_and_discarded(agent):
     status, body, _ = post(agent.api_url + "/v1/metrics", b"{}")
     assert status == 200 and body == b"{}"
     assert rows(agent) == []
+
+
+def test_forwarding_sends_what_was_received_upstream(db_path):
+    import asyncio
+
+    from tests.otlp_helpers import Tap, attrs_of
+
+    async def main():
+        async with Tap() as tap:
+            a = await asyncio.to_thread(infermeter.configure, db=db_path, api="127.0.0.1:0", sampling=False,
+                                        otlp_forward=tap.url + "/v1/traces")
+            payload = pb_payload([("chat m", {"gen_ai.request.model": "m", "vendor.extra": "kept"}),
+                                  ("GET /x", {"http.route": "/x"})])
+            status, _, _ = await asyncio.to_thread(post, a.api_url + "/v1/traces", payload, "application/x-protobuf")
+            assert status == 200
+            assert await asyncio.to_thread(infermeter.force_flush, 10)
+            spans = await tap.wait("spans", lambda s: len(tap.spans) >= 2)
+            stats = a.exporters.receiver.stats()
+            await asyncio.to_thread(infermeter.shutdown)
+            return spans, stats
+
+    spans, stats = asyncio.run(main())
+    by_name = {s.name: s for s in spans}
+    assert set(by_name) == {"chat m", "GET /x"}  # everything accepted goes on, not only model calls
+    assert attrs_of(by_name["chat m"])["vendor.extra"] == "kept"
+    assert stats["forward"]["sent"] == 1 and stats["forward"]["failed"] == 0

@@ -3,6 +3,8 @@ made by the cost package's own Attribution on a controlled clock, for the FOCUS 
 
 from __future__ import annotations
 
+import pytest
+
 from infermeter.config import Settings
 from infermeter.cost.attribution import Attribution
 from infermeter.cost.catalog import cached_catalog
@@ -49,3 +51,11 @@ def make_cost_store(path: str) -> None:
     att.force_flush()
     assert store.force_flush()
     store.shutdown()
+
+
+@pytest.fixture
+def cost_db(tmp_path):
+    """The path of a closed store made by :func:`make_cost_store`."""
+    path = str(tmp_path / "costs.duckdb")
+    make_cost_store(path)
+    return path

@@ -20,7 +20,7 @@ from infermeter.agent.cli import main
 from infermeter.exporters.focus import FOCUS_COLUMNS, build_focus
 from infermeter.records import InferenceRecord
 from infermeter.store import open_store
-from tests.export_data import HOST, HOUR, T0, make_cost_store
+from tests.export_data import HOST, HOUR, T0, cost_db  # noqa: F401 - cost_db is a fixture
 
 FOCUS_VENV = Path("~/.cache/infermeter-test/focus-venv").expanduser()
 CRITERIA = "USAGE_MEASUREMENT_SUPPORTED,BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED,RESOURCE_TYPE_ASSIGNMENT_SUPPORTED,TAGGING_SUPPORTED"
@@ -65,13 +65,6 @@ def focus_validator():
         return {"total": int(m[1]), "pass": int(m[2]), "fail": int(m[3]), "failed": failed, "out": r.stdout}
 
     return validate
-
-
-@pytest.fixture
-def cost_db(tmp_path):
-    path = str(tmp_path / "costs.duckdb")
-    make_cost_store(path)
-    return path
 
 
 def focus_rows(db):

@@ -12,14 +12,7 @@ import pytest
 import infermeter
 from infermeter.agent.cli import main
 from infermeter.records import InferenceRecord
-from tests.export_data import HOST, HOUR, T0, make_cost_store
-
-
-@pytest.fixture
-def cost_db(tmp_path):
-    path = str(tmp_path / "costs.duckdb")
-    make_cost_store(path)
-    return path
+from tests.export_data import HOST, HOUR, T0, cost_db  # noqa: F401 - cost_db is a fixture
 
 
 def files(d):

@@ -35,6 +35,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "TTFT_BUCKETS",
     "genai_histograms",
+    "genai_attributes",
     "SCOPE",
 ]
 
@@ -62,6 +63,24 @@ class CostTotal:
 
 class CostSource(Protocol):
     def __call__(self) -> Sequence[CostTotal]: ...
+
+
+def genai_attributes(r: InferenceRecord) -> dict[str, Any]:
+    """The GenAI attributes a record's metrics and span share: operation, provider, models, server."""
+    a: dict[str, Any] = {"gen_ai.operation.name": r.operation}
+    if r.provider:
+        a["gen_ai.provider.name"] = r.provider
+    if r.request_model:
+        a["gen_ai.request.model"] = r.request_model
+    if r.response_model:
+        a["gen_ai.response.model"] = r.response_model
+    if r.server_address:
+        host, _, port = r.server_address.rpartition(":")
+        if host and port.isdigit():
+            a["server.address"], a["server.port"] = host, int(port)
+        else:
+            a["server.address"] = r.server_address
+    return a
 
 
 def _money_attrs(model: str | None, tenant: str | None, source: str) -> dict[str, Any]:
@@ -174,19 +193,7 @@ class MetricsSink:
         key = ("b", r.operation, r.provider, r.request_model, r.response_model, r.server_address)
         a = self._attrs.get(key)
         if a is None:
-            a = {"gen_ai.operation.name": r.operation}
-            if r.provider:
-                a["gen_ai.provider.name"] = r.provider
-            if r.request_model:
-                a["gen_ai.request.model"] = r.request_model
-            if r.response_model:
-                a["gen_ai.response.model"] = r.response_model
-            if r.server_address:
-                host, _, port = r.server_address.rpartition(":")
-                if host and port.isdigit():
-                    a["server.address"], a["server.port"] = host, int(port)
-                else:
-                    a["server.address"] = r.server_address
+            a = genai_attributes(r)
             a = self._remember(key, a)
         return key, a
 

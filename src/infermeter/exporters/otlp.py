@@ -32,6 +32,7 @@ from opentelemetry.trace.status import StatusCode
 
 from ..errors import ConfigError
 from ..records import InferenceRecord, Source, Status, new_request_id
+from .metrics import genai_attributes
 
 __all__ = [
     "OtlpConfig",
@@ -175,39 +176,24 @@ def metric_reader(cfg: OtlpConfig, histograms: Any = None, resource: Any = None)
 
 # -- records as spans ---------------------------------------------------------------------------
 
+_SPAN_FIELDS = (  # (span attribute, record field), set when the field is known
+    ("gen_ai.usage.input_tokens", "input_tokens"), ("gen_ai.usage.output_tokens", "output_tokens"),
+    ("gen_ai.usage.cache_read.input_tokens", "cached_tokens"), ("gen_ai.server.time_to_first_token", "ttft_s"),
+    ("error.type", "error_type"), ("http.response.status_code", "http_status"), ("http.request.body.size", "request_bytes"),
+    ("http.response.body.size", "response_bytes"), ("infermeter.tenant", "tenant"), ("infermeter.request_id", "request_id"),
+    ("infermeter.prompt_hash", "prompt_hash"),
+)
+
+
 def record_attributes(r: InferenceRecord) -> dict[str, Any]:
     """The span attributes of a record: GenAI conventions first, infermeter's own under ``infermeter.*``."""
-    a: dict[str, Any] = {"gen_ai.operation.name": r.operation}
-    if r.request_model:
-        a["gen_ai.request.model"] = r.request_model
-    if r.response_model:
-        a["gen_ai.response.model"] = r.response_model
-    if r.provider:
-        a["gen_ai.provider.name"] = r.provider
-    if r.input_tokens is not None:
-        a["gen_ai.usage.input_tokens"] = r.input_tokens
-    if r.output_tokens is not None:
-        a["gen_ai.usage.output_tokens"] = r.output_tokens
-    if r.cached_tokens is not None:
-        a["gen_ai.usage.cache_read.input_tokens"] = r.cached_tokens
+    a = genai_attributes(r)
+    for attr, name in _SPAN_FIELDS:
+        value = getattr(r, name)
+        if value is not None:
+            a[attr] = value
     if r.finish_reason:
         a["gen_ai.response.finish_reasons"] = (r.finish_reason,)
-    if r.ttft_s is not None:
-        a["gen_ai.server.time_to_first_token"] = r.ttft_s
-    if r.server_address:
-        host, _, port = r.server_address.rpartition(":")
-        if host and port.isdigit():
-            a["server.address"], a["server.port"] = host, int(port)
-        else:
-            a["server.address"] = r.server_address
-    if r.error_type:
-        a["error.type"] = r.error_type
-    if r.http_status is not None:
-        a["http.response.status_code"] = r.http_status
-    if r.request_bytes is not None:
-        a["http.request.body.size"] = r.request_bytes
-    if r.response_bytes is not None:
-        a["http.response.body.size"] = r.response_bytes
     if r.cost_usd is not None:
         a["gen_ai.usage.cost"] = float(r.cost_usd)
         a["gen_ai.usage.cost.amount"] = str(r.cost_usd)  # exact decimal, for receivers that sum money
@@ -218,19 +204,13 @@ def record_attributes(r: InferenceRecord) -> dict[str, Any]:
         a["infermeter.endpoint"] = r.endpoint
         if r.source == Source.DECORATOR:
             a["code.function.name"] = r.endpoint
-    if r.tenant:
-        a["infermeter.tenant"] = r.tenant
     a["infermeter.source"] = r.source
-    if r.request_id is not None:
-        a["infermeter.request_id"] = r.request_id
     if r.status == Status.CANCELLED:
         a["infermeter.status"] = Status.CANCELLED
     if r.streaming:
         a["infermeter.streaming"] = True
     if r.tokens_estimated:
         a["infermeter.tokens_estimated"] = True
-    if r.prompt_hash is not None:
-        a["infermeter.prompt_hash"] = r.prompt_hash
     return a
 
 

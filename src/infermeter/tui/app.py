@@ -138,6 +138,14 @@ class TopApp(App[None]):
         ev, self._answered = self._answered, asyncio.Event()
         ev.set()
 
+    @property
+    def dashboard(self) -> Dashboard | None:
+        """The main screen, or None before it is mounted and once the app is closing."""
+        stack = self.screen_stack
+        if self._exit or self._closing or not stack or not isinstance(stack[0], Dashboard) or stack[0]._closing:
+            return None
+        return stack[0]
+
     def get_default_screen(self) -> Screen:
         return Dashboard()
 
@@ -187,6 +195,8 @@ class TopApp(App[None]):
             self._set_lost(f"poll failed: {event.worker.error!r}")
 
     def apply_snapshot(self, snap: Snapshot) -> None:
+        if self.dashboard is None:
+            return  # closing
         current = self.query_state()
         if (snap.query.window, snap.query.model, snap.query.tenant) != (current.window, current.model, current.tenant):
             return  # an answer to a question no longer asked
@@ -207,18 +217,22 @@ class TopApp(App[None]):
         self._signal_answer()
 
     def _set_lost(self, reason: str) -> None:
+        if self.dashboard is None:
+            return  # closing
         self.lost = reason
         self.lost_polls += 1
         self._render_bars()
         if self.snapshot is None:
             waiting = f"Waiting for {self.source.description}…"
             for name in PANELS:
-                self.screen_stack[0].query_one(f"#{name}").show_note(waiting)
+                self.dashboard.query_one(f"#{name}").show_note(waiting)
         self._signal_answer()
 
     # -- rendering --------------------------------------------------------------------------------
     def _render_bars(self) -> None:
-        screen = self.screen_stack[0]
+        screen = self.dashboard
+        if screen is None:
+            return
         snap = self.snapshot
         top: list[Any] = [("infermeter top", "bold"), f"  window {self.window}"]
         if snap is not None:
@@ -247,7 +261,9 @@ class TopApp(App[None]):
         screen.query_one("#nav", Static).update(Content.assemble(*nav))
 
     def _render_panels(self, snap: Snapshot) -> None:
-        screen = self.screen_stack[0]
+        screen = self.dashboard
+        if screen is None:
+            return
         notes = panel_notes(snap)
         for name in ("models", "tenants", "recommendations", "requests"):
             panel = screen.query_one(f"#{name}", TablePanel)
@@ -281,7 +297,9 @@ class TopApp(App[None]):
         self.refresh_data()
 
     def watch_current_panel(self, old: str, new: str) -> None:
-        screen = self.screen_stack[0]
+        screen = self.dashboard
+        if screen is None:
+            return
         screen.query_one(f"#{old}").remove_class("-current")
         panel = screen.query_one(f"#{new}")
         panel.add_class("-current")
@@ -307,7 +325,7 @@ class TopApp(App[None]):
         self.current_panel = PANELS[(PANELS.index(self.current_panel) + step) % len(PANELS)]
 
     def action_sort(self, reverse: bool = False) -> None:
-        panel = self.screen.query_one(f"#{self.current_panel}")
+        panel = self.dashboard.query_one(f"#{self.current_panel}") if self.dashboard else None
         if not isinstance(panel, TablePanel):
             self.notify("Nothing to sort in this panel; pick a table with 1, 2, 4 or 5.")
             return

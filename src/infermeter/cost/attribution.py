@@ -57,7 +57,8 @@ class Attribution:
         self._book = PriceBook([])
         self._pending: list[Activity] = []
         self._pending_lock = threading.Lock()
-        self._carry: list[Activity] = []
+        self._active: list[Activity] = []  # started before the watermark, still running after it
+        self._waiting: dict[int, list[Activity]] = {}  # starting at or after the watermark, by window
         self._lock = threading.RLock()
         self._origin: int | None = None
         self._watermark: int | None = None
@@ -175,7 +176,6 @@ class Attribution:
             self._origin = self._watermark = aligned
         self._resolve_price()
         if self._watermark < aligned:
-            self._carry = []
             acts, priced = self._recompute(last, aligned)
             self._watermark = aligned
             self._finish([a.request_id for a in acts], min((a.start_ns for a in acts), default=aligned), aligned, priced)
@@ -218,19 +218,27 @@ class Attribution:
                 self._max_duration_ns = d
             if act.start_ns < a and act.end_ns > self._origin:
                 dirty.append((max(self._origin, self._align(act.start_ns)), min(a, act.end_ns)))
-        acts = [x for x in self._carry + new if x.end_ns > a]
+        for x in new:
+            if x.end_ns <= a:
+                continue  # wholly inside final windows: the recompute below covers it
+            if x.start_ns < a:
+                self._active.append(x)
+            else:
+                self._waiting.setdefault(self._align(x.start_ns), []).append(x)
         done_ids: list[int] = []
         lo = a
         priced = False
         while a < until:
             b = min(until, a + _CHUNK_WINDOWS * self.interval_ns)
+            acts = self._active
+            for w in sorted(k for k in self._waiting if k < b):
+                acts += self._waiting.pop(w)
             priced = self._write_windows(a, b, acts) or priced
             finished = [x for x in acts if x.end_ns <= b]
             done_ids += [x.request_id for x in finished]
             lo = min([lo, *(x.start_ns for x in finished)])
-            acts = [x for x in acts if x.end_ns > b]
+            self._active = [x for x in acts if x.end_ns > b]
             a = self._watermark = b
-        self._carry = acts
         for d0, d1 in _merge(dirty):
             racts, rpriced = self._recompute(self._align(d0), d1 if d1 % self.interval_ns == 0 else self._align(d1) + self.interval_ns)
             done_ids += [x.request_id for x in racts]

@@ -42,7 +42,19 @@ def largest_remainder(total: int, weights: Sequence[int], tiebreak: Sequence[int
         given += q
     left = total - given
     if left:
-        for i in heapq.nsmallest(left, range(n), key=lambda i: (-rems[i], tiebreak[i])):
+        # one int key per part: larger remainder first, then smaller tiebreak (its rank among them)
+        if all(tiebreak[i] <= tiebreak[i + 1] for i in range(n - 1)):
+            rank: Sequence[int] = range(n)
+        else:
+            rank = [0] * n
+            for r, i in enumerate(sorted(range(n), key=tiebreak.__getitem__)):
+                rank[i] = r
+        keys = [(wsum - r) * n + k for r, k in zip(rems, rank)]
+        if left * 8 < n:
+            chosen = heapq.nsmallest(left, range(n), key=keys.__getitem__)
+        else:
+            chosen = sorted(range(n), key=keys.__getitem__)[:left]
+        for i in chosen:
             parts[i] += 1
     return parts
 

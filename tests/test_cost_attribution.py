@@ -298,3 +298,17 @@ def test_agent_end_to_end_every_request_priced_and_conserved(db_path):
         con.close()
     assert n == priced == 20
     assert total + unalloc == inst > 0
+
+
+def test_run_due_waits_for_the_delay_before_finalising(store, catalog):
+    clock = Clock(T0)
+    att = make(store, catalog, clock, attribution_delay_s=5)
+    att.run_due()
+    feed(store, att, catalog, rec(0.0, 0.5))
+    clock.t = T0 + 4 * S + 10
+    att.run_due()
+    assert windows(store) == []  # nothing closed 5 s ago yet
+    clock.t = T0 + 7 * S + 10
+    att.run_due()
+    assert [w["window_start_ns"] for w in windows(store)] == [T0, T0 + S]
+    assert first_request(store)["cost_usd"] == Decimal("0.001")

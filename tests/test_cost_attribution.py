@@ -312,3 +312,19 @@ def test_run_due_waits_for_the_delay_before_finalising(store, catalog):
     att.run_due()
     assert [w["window_start_ns"] for w in windows(store)] == [T0, T0 + S]
     assert first_request(store)["cost_usd"] == Decimal("0.001")
+
+
+def test_requests_in_windows_not_final_yet_are_counted_as_pending(store, catalog):
+    from infermeter.cost.views import rates
+
+    clock = Clock(T0)
+    att = make(store, catalog, clock)
+    att.force_flush()
+    feed(store, att, catalog, rec(0.2, 0.3), rec(1.5, 2.0))
+    clock.t = T0 + 2 * S
+    att.force_flush()  # window 0 and 1 final; the second request runs on into window 3
+    cur = store.cursor()
+    try:
+        assert rates(cur, T0 + 2 * S)["pending_attribution_requests"] == 1
+    finally:
+        cur.close()

@@ -108,7 +108,10 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     total = _fmt(rep.get("cost_usd"), "$")
     lines.append(f"total: {rep['requests']:,} requests, {rep['errors']:,} errors, cost {total}"
-                 + (f" ({rep['unpriced_requests']:,} requests unpriced)" if rep.get("unpriced_requests") else ""))
+                 + (f" ({rep['unpriced_requests']:,} requests unpriced" if rep.get("unpriced_requests") else "")
+                 + (f", {rep['pending_attribution_requests']:,} of them in cost windows not final yet"
+                    if rep.get("unpriced_requests") and rep.get("pending_attribution_requests") else "")
+                 + (")" if rep.get("unpriced_requests") else ""))
     lines.extend(_format_cost_lines(rep))
     return "\n".join(lines)
 

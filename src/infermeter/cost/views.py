@@ -160,7 +160,9 @@ def rates(con: Any, now_ns: int | None = None, day_rows: list[dict[str, Any]] | 
     covered_ns = now - first if first is not None else 0
     day_spend = _add(day_hosted, day_box)
     projected = (day_spend * 30 * 24 * HOUR_NS / covered_ns).quantize(_NANO) if day_spend is not None and covered_ns > 0 else None
+    pending = queries.run_one(con, "costs.pending_requests", until_ns=now + 1)["n"]
     return {
+        "pending_attribution_requests": pending,
         "burn_rate_usd_per_hour": burn.quantize(_NANO) if (hosts or recent is not None) else None,
         "spend_today_usd": today,
         "projected_30d_usd": projected,

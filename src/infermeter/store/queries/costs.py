@@ -97,6 +97,13 @@ QUERIES.update({
         FROM cost_windows
         WHERE window_start_ns >= $since_ns AND window_start_ns < $until_ns
     """,
+    # Self-hosted requests still running in windows that are not final yet (their cost is coming).
+    "costs.pending_requests": f"""
+        WITH w AS (SELECT coalesce(max(window_end_ns), 0) AS end_ns FROM cost_windows WHERE instance_cost_usd IS NOT NULL)
+        SELECT count(*) AS n FROM requests, w
+        WHERE cost_source = 'gpu_time' AND cost_usd IS NULL AND start_time_ns >= w.end_ns - 3600000000000
+          AND start_time_ns < $until_ns AND {_END_NS} > w.end_ns
+    """,
     # The price each host has now (its latest instance_prices row) and when it was last seen alive
     # (its last final window, or the price row an agent wrote when it started).
     "costs.current_prices": """

@@ -89,8 +89,7 @@ class PricingProcessor:
         kind, price = self._classify(rec)
         if kind == "self":
             self.counts[CostSource.GPU_TIME] += 1
-            return _replace(rec, cost_usd=None, cost_currency="USD", cost_source=CostSource.GPU_TIME,
-                            request_id=rec.request_id if rec.request_id is not None else new_request_id())
+            return _with_cost(rec, None, "USD", CostSource.GPU_TIME)
         cost = None
         if price is not None and rec.input_tokens is not None:
             out = rec.output_tokens
@@ -102,9 +101,9 @@ class PricingProcessor:
             self.counts[CostSource.UNPRICED] += 1
             if len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models:
                 self.unpriced_models[rec.model or "(unknown)"] += 1
-            return _replace(rec, cost_usd=None, cost_currency=None, cost_source=CostSource.UNPRICED)
+            return _with_cost(rec, None, None, CostSource.UNPRICED)
         self.counts[CostSource.CATALOG] += 1
-        return _replace(rec, cost_usd=cost, cost_currency="USD", cost_source=CostSource.CATALOG)
+        return _with_cost(rec, cost, "USD", CostSource.CATALOG)
 
     def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None]:
         key = (rec.provider, rec.server_address, rec.response_model, rec.request_model)
@@ -136,6 +135,8 @@ class PricingProcessor:
         return {"by_source": dict(self.counts), "unpriced_models": dict(self.unpriced_models.most_common(20))}
 
 
-def _replace(rec: Any, **changes: Any) -> Any:
-    rep = getattr(rec, "replace", None)
-    return rep(**changes) if rep is not None else dataclasses.replace(rec, **changes)
+def _with_cost(rec: Any, cost: Any, currency: str | None, source: str) -> Any:
+    if rec.__class__ is InferenceRecord:
+        return rec.with_cost(cost, currency, source)
+    return dataclasses.replace(rec, cost_usd=cost, cost_currency=currency, cost_source=source,
+                               request_id=rec.request_id if rec.request_id is not None else new_request_id())

@@ -31,7 +31,7 @@ for peer in ("pyfloor", "litellm", "nginx", "direct"):
             print(f"  {peer:8} {fig:15} {statistics.median(vals):8.3f}   runs: {', '.join(f'{v:.3f}' for v in vals)}")
 for fig in ("added_ttft_ms_c1", "added_ttft_ms_c32"):
     ratios = [r["targets"]["sidecar"][fig] / r["targets"]["pyfloor"][fig] for r in runs
-              if r["targets"].get("pyfloor", {}).get(fig) and r["targets"].get("sidecar")]
+              if (r["targets"].get("pyfloor", {}).get(fig) or 0) > 0 and r["targets"].get("sidecar")]  # noise can make it <= 0
     if ratios:
         print(f"  pyfloor  {fig:15} {statistics.median(ratios):8.3f}   runs: {', '.join(f'{v:.3f}' for v in ratios)}")
 PY

@@ -225,13 +225,13 @@ class ProxyServer:
         except asyncio.CancelledError:
             up.close()
             raise
-        except ConnectionError:  # prepare() or the last write found the client gone
-            ex.cancelled = True
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
             up.close()
-            return resp
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:  # the upstream broke off mid-reply
+            if isinstance(e, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+                ex.cancelled = True  # prepare() or the last write found the client gone
+                return resp
+            # the upstream broke off mid-reply
             ex.error_type = "upstream_timeout" if isinstance(e, asyncio.TimeoutError) else "upstream_broken"
-            up.close()
             if request.transport is not None:
                 request.transport.close()  # the client must see a cut reply, not a clean end
             return resp

@@ -16,7 +16,7 @@ import math
 import random
 import time
 
-from ...records import InferenceRecord, Operation, Source, Status
+from ...records import CostSource, InferenceRecord, Operation, Source, Status
 from .protocols import Body, Extracted, WireProtocol, hash_prompt
 from .protocols.base import json_or_none, prompt_size
 
@@ -150,7 +150,7 @@ class RecordBuilder:
             error_type = error_type or str(ex.status_code)
         elif error_type is not None and not cancelled:
             status = Status.ERROR
-        rec = InferenceRecord(
+        return InferenceRecord(
             start_time_ns=ex.start_ns,
             duration_s=(ex.t_end - ex.t0) / 1e9,
             operation=x.operation or Operation.OTHER,
@@ -177,10 +177,9 @@ class RecordBuilder:
             http_status=ex.status_code,
             cost_usd=x.cost_usd,
             cost_currency="USD" if x.cost_usd is not None else None,
-            cost_source="provider" if x.cost_usd is not None else None,
+            cost_source=CostSource.PROVIDER if x.cost_usd is not None else None,
             prompt_hash=hash_prompt(x.prompt) if self.hash_prompts else None,
         )
-        return rec
 
 
 def _tokens(ex: Exchange, x: Extracted, cancelled: bool) -> tuple[int | None, int | None, bool]:

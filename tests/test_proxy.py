@@ -180,6 +180,14 @@ def test_cost_reported_by_the_provider_is_kept(proxy):
     assert (rec.cost_usd, rec.cost_currency, rec.cost_source) == (Decimal("0.00042"), "USD", "provider")
 
 
+def test_gzipped_reply_passes_as_is_and_its_usage_is_read(proxy):
+    r = client(proxy.url).chat.completions.create(model="gzipped", messages=CHAT["messages"])
+    assert r.usage.completion_tokens == 5  # the client got the compressed bytes and decoded them
+    direct, proxied = both(proxy, "/v1/chat/completions", {**CHAT, "model": "gzipped"})
+    assert proxied.headers["content-encoding"] == "gzip" and proxied.content == direct.content
+    assert [(rec.input_tokens, rec.output_tokens, rec.tokens_estimated) for rec in proxy.records(2)] == [(3, 5, False)] * 2
+
+
 def test_route_override_picks_the_protocol(make_proxy):
     p = make_proxy(proxy_routes=(("/custom/*", "tgi"),))
     r = httpx.post(p.url + "/custom/textgen", json={"inputs": "a b c d", "parameters": {"max_new_tokens": 2}})

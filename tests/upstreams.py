@@ -8,12 +8,13 @@ byte for byte. It records what it received (``calls``) and whether a streaming c
 
 Models with a meaning: ``slow`` waits ``delay`` seconds before answering, ``endless`` streams a
 token every 20 ms until the client leaves, ``linger`` ends its stream 3 s after ``[DONE]``, ``malformed`` answers cut JSON, ``broken-sse`` answers
-an SSE stream of garbage, ``priced`` reports ``usage.cost``, ``no-usage`` never reports usage.
+an SSE stream of garbage, ``priced`` reports ``usage.cost``, ``gzipped`` answers gzip-compressed JSON, ``no-usage`` never reports usage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 from dataclasses import dataclass, field
@@ -169,6 +170,9 @@ class Upstream:
             out = {"id": "cmpl-1", "object": obj, "created": CREATED, "model": model, "choices": [choice]}
             if model != "no-usage":
                 out["usage"] = usage
+            if model == "gzipped":  # as OpenAI's API answers a client that accepts gzip
+                return web.Response(body=gzip.compress(dumps(out)), content_type="application/json",
+                                    headers={"Content-Encoding": "gzip"})
             return web.Response(body=dumps(out), content_type="application/json")
         include = bool((req.get("stream_options") or {}).get("include_usage")) and model != "no-usage"
 

@@ -92,6 +92,8 @@ class InferenceMiddleware:
                 ex.status_code = msg["status"]
                 headers = {k.lower(): v for k, v in msg.get("headers") or ()}
                 ex.kind = response_kind(headers.get(b"content-type", b"").decode("latin-1"))
+                if b"content-encoding" in headers:
+                    ex.encoding = headers[b"content-encoding"].decode("latin-1")
                 capture = getattr(proto, "capture_headers", None)
                 if capture:
                     ex.headers = {h: headers[h.encode()].decode("latin-1") for h in capture if h.encode() in headers}

@@ -15,6 +15,7 @@ import hashlib
 import math
 import random
 import time
+import zlib
 
 from ...records import CostSource, InferenceRecord, Operation, Source, Status
 from .protocols import Body, Extracted, WireProtocol, hash_prompt
@@ -73,10 +74,26 @@ class Tap:
             t = self.tail + chunk
             self.tail = t[-self.TAIL:] if len(t) > self.TAIL else t
 
-    def body(self, kind: str, content_events: int, headers: dict[str, str] | None) -> Body:
+    def body(self, kind: str, content_events: int, headers: dict[str, str] | None, encoding: str | None = None) -> Body:
+        """What was kept, decompressed when the reply was gzip/deflate and is whole (OpenAI's API gzips JSON)."""
         if self.parts is not None:
-            return Body(b"".join(self.parts), b"", True, kind, content_events, headers)
+            data = b"".join(self.parts)
+            if encoding:
+                try:
+                    data = _decompress(data, encoding)
+                except (zlib.error, ValueError):
+                    return Body(b"", b"", False, kind, content_events, headers)  # unreadable: tokens unknown
+            return Body(data, b"", True, kind, content_events, headers)
+        if encoding:
+            return Body(b"", b"", False, kind, content_events, headers)  # compressed fragments say nothing
         return Body(self.head or b"", self.tail, False, kind, content_events, headers)
+
+
+def _decompress(data: bytes, encoding: str) -> bytes:
+    if encoding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
+        raise ValueError(f"cannot read {encoding!r}")  # br, zstd: tokens stay unknown
+    # wbits 47: a gzip or a zlib header; at most 4 MiB out, so a zip bomb stays small
+    return zlib.decompressobj(47).decompress(data, 64 * Tap.KEEP_ALL)
 
 
 class Exchange:
@@ -85,7 +102,7 @@ class Exchange:
     __slots__ = (
         "protocol", "path", "start_ns", "t0", "t_end", "ttft_ns", "status_code", "request_body", "request_bytes",
         "response_bytes", "kind", "tap", "content_events", "cancelled", "error_type", "tenant", "key", "traceparent",
-        "headers", "trace_id", "span_id", "method",
+        "headers", "trace_id", "span_id", "method", "encoding",
     )
 
     def __init__(self, protocol: WireProtocol, path: str, method: str, start_ns: int, t0: int) -> None:
@@ -109,6 +126,7 @@ class Exchange:
         self.key: str | None = None  # key_hash() of the credential, never the credential
         self.traceparent: str | None = None
         self.headers: dict[str, str] | None = None  # response headers the protocol asked for
+        self.encoding: str | None = None  # the reply's Content-Encoding, if any
         self.trace_id: int | None = None  # in-process instrumentation: the ids of the request's server span
         self.span_id: int | None = None
 
@@ -137,7 +155,8 @@ class RecordBuilder:
         proto = ex.protocol
         if proto.reads_bodies:
             request = json_or_none(ex.request_body)
-            body = ex.tap.body(ex.kind, ex.content_events, ex.headers) if ex.tap is not None else Body(b"", kind=ex.kind)
+            body = (ex.tap.body(ex.kind, ex.content_events, ex.headers, ex.encoding) if ex.tap is not None
+                    else Body(b"", kind=ex.kind))
             x = proto.extract(ex.path, request, body)
         else:
             x = Extracted(operation=proto.operation(ex.path))

@@ -189,6 +189,7 @@ class ProxyServer:
         ex.status_code = up.status
         uh = up.headers
         kind = ex.kind = response_kind(uh.get("Content-Type"))
+        ex.encoding = uh.get("Content-Encoding")
         capture = getattr(ex.protocol, "capture_headers", None)
         if capture:
             ex.headers = {h: uh[h] for h in capture if h in uh}

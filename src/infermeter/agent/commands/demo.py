@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=8, help="concurrent simulated clients (default: %(default)s)")
     p.add_argument("--api", default=None, metavar="HOST:PORT", help="agent API address (default: INFERMETER_API or 127.0.0.1:9187)")
     p.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="proxy address (default: an ephemeral port)")
+    p.add_argument("--instance", default="g6.xlarge", metavar="TYPE",
+                   help="price the simulated box as this cloud instance, on demand (default: %(default)s, one L4 GPU)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--tui", action=argparse.BooleanOptionalAction, default=None,
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..simulated_server import SimulatedServer
     from ._common import print_json
 
-    agent = infermeter.configure(db=args.db, api=args.api)
+    agent = infermeter.configure(db=args.db, api=args.api, instance=args.instance)
     server = SimulatedServer(seed=args.seed).start()
     try:
         proxy = ProxyComponent(agent.settings.replace(upstream=server.url, listen=args.listen), agent.pipeline)
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             counts = {}
             print("interrupted; reporting what was recorded", file=sys.stderr)
         agent.force_flush()
+        # bill the window in progress too, so every demo request has its share of the box's price
+        agent.cost.attribution.force_flush(close_current=True)
         cur = agent.store.cursor()
         try:
             rep = build_report(cur, since_s=(time.time_ns() - started_ns) / 1e9 + 1)

@@ -359,3 +359,24 @@ def test_implicit_default_with_bad_setting_warns_and_runs_on(monkeypatch, caplog
     with caplog.at_level("WARNING", logger="infermeter"):
         assert f() == "ok" and f() == "ok"
     assert sum("INFERMETER_QUEUE_SIZE" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans):
+    @infermeter.track(model="gpt-4o-mini", provider="openai")
+    def hosted():
+        return {"model": "gpt-4o-mini-2024-07-18", "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}
+
+    @infermeter.track(model="my-finetune", provider="openai")
+    def unknown():
+        return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+
+    hosted()
+    unknown()
+    spans = {s.attributes["gen_ai.request.model"]: s for s in sdk_spans.get_finished_spans()}
+    (r,) = [r for r in rows(agent) if r["request_model"] == "gpt-4o-mini"]
+    s = spans["gpt-4o-mini"]
+    assert r["cost_source"] == "catalog" and r["cost_usd"] > 0
+    assert s.attributes["gen_ai.usage.cost.amount"] == pytest.approx(float(r["cost_usd"]))
+    assert (s.attributes["gen_ai.usage.cost.currency"], s.attributes["gen_ai.usage.cost.source"]) == ("USD", "catalog")
+    assert spans["my-finetune"].attributes["gen_ai.usage.cost.source"] == "unpriced"
+    assert "gen_ai.usage.cost.amount" not in spans["my-finetune"].attributes

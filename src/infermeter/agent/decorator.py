@@ -202,16 +202,23 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
                     _warn_once("the usage= callable", e)
             elif result is not None:
                 usage = extract_usage(result)
+        rec = _record(call, duration_ns, usage)
         if call.span is not None:
-            _end_span(call, usage, error)
+            # a recorded span carries its cost (gen_ai.usage.cost.*) when the catalog knows it now;
+            # self-hosted GPU time is only known when its window closes, so those spans carry none
+            agent = runtime.current_agent()
+            cost = getattr(agent, "cost", None)
+            if cost is not None:
+                rec = cost.pricing.price(rec)
+            _end_span(call, usage, error, rec)
         p = runtime.pipeline()
         if p is not None:
-            p.submit_record(_record(call, duration_ns, usage))
+            p.submit_record(rec)
     except Exception as e:  # noqa: BLE001 - a telemetry edge
         _warn_once("recording a call", e)
 
 
-def _end_span(call: Call, u: Usage | None, error: BaseException | None) -> None:
+def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: InferenceRecord) -> None:
     span = call.span
     attrs: dict[str, Any] = {}
     if u is not None:
@@ -229,6 +236,13 @@ def _end_span(call: Call, u: Usage | None, error: BaseException | None) -> None:
         attrs["gen_ai.usage.output_tokens"] = call.chunks
     if call.ttft_ns is not None:
         attrs["gen_ai.server.time_to_first_token"] = call.ttft_ns / 1e9
+    if rec.cost_usd is not None:
+        attrs["gen_ai.usage.cost"] = float(rec.cost_usd)
+        attrs["gen_ai.usage.cost.amount"] = float(rec.cost_usd)
+        attrs["gen_ai.usage.cost.currency"] = rec.cost_currency or "USD"
+        attrs["gen_ai.usage.cost.source"] = rec.cost_source
+    elif rec.cost_source == "unpriced":
+        attrs["gen_ai.usage.cost.source"] = "unpriced"
     if error is not None:
         attrs["error.type"] = call.error_type
         span.set_status(StatusCode.ERROR, str(error)[:200])

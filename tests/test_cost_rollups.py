@@ -119,6 +119,7 @@ def test_split_ranges_cover_the_window_exactly_once(blocks, lo_off, length):
     import duckdb
 
     con = duckdb.connect()
+    con.execute("CREATE TABLE schema_version AS SELECT 6 AS version")
     con.execute("CREATE TABLE rollup_blocks (block_ns BIGINT PRIMARY KEY, rolled_at_ns BIGINT)")
     for b in set(blocks):
         con.execute("INSERT INTO rollup_blocks VALUES (?, 0)", [T0 + b * BLOCK_NS])

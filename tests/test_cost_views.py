@@ -135,3 +135,29 @@ def test_per_is_exact_and_none_when_unknown():
     assert per(Decimal("0.003"), 3, 1000) == Decimal("1")
     assert per(Decimal("1"), 3, 1) == Decimal("0.333333333")
     assert per(None, 3, 1000) is None and per(Decimal(1), 0, 1000) is None
+
+
+@pytest.mark.parametrize("version", [2, 5])
+def test_report_reads_a_store_from_before_costs_or_rollups(tmp_path, capsys, version):
+    import duckdb
+
+    from infermeter.store.migrations import all_migrations
+
+    path = str(tmp_path / "old.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)")
+    for m in all_migrations():
+        if m.version <= version:
+            for stmt in m.statements:
+                con.execute(stmt)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [m.version, m.description])
+    con.execute("INSERT INTO requests (start_time_ns, duration_s, operation, source, status, streaming, tokens_estimated, "
+                "request_model, cost_usd, cost_source, request_id) VALUES (?, 0.5, 'chat', 'proxy', 'ok', false, false, "
+                "'gpt-4o', 0.25, 'catalog', 1)", [time.time_ns() - S])
+    con.close()
+    assert main(["report", "--db", path, "--json"]) == 0  # opened read-only: not migrated, read as it is
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["models"][0]["cost_usd"] == 0.25 and rep["requests"] == 1
+    assert rep["models"][0]["latency_p50_s"] == pytest.approx(0.5, rel=0.03)
+    if version < 3:
+        assert rep["idle_cost_usd"] is None and rep["burn_rate_usd_per_hour"] is None

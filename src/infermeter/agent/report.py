@@ -75,8 +75,8 @@ def build_report(con: Any, since_s: float | None = None, until_ns: int | None = 
 
 def _fmt(v: Any, kind: str = "") -> str:
     if v is None:
-        return "unpriced" if kind == "$" else "-"
-    if kind == "$":
+        return "unpriced" if kind == "$" else "-"  # a rate ("$/") is unknown when its cost or its tokens are
+    if kind in ("$", "$/"):
         return f"${float(v):,.4f}"
     if kind == "J":
         return f"{float(v) / 1000:,.2f}kJ" if v >= 1000 else f"{float(v):,.1f}J"
@@ -92,7 +92,7 @@ def format_report(rep: dict[str, Any]) -> str:
     cols = [("model", "model", ""), ("requests", "requests", ""), ("errors", "errors", ""),
             ("in tok", "input_tokens", ""), ("out tok", "output_tokens", ""), ("p50", "latency_p50_s", "s"),
             ("p95", "latency_p95_s", "s"), ("ttft p50", "ttft_p50_s", "s"), ("cost", "cost_usd", "$"),
-            ("$/1k req", "cost_per_1k_requests_usd", "$"), ("$/1M tok", "cost_per_1m_tokens_usd", "$"),
+            ("$/1k req", "cost_per_1k_requests_usd", "$/"), ("$/1M tok", "cost_per_1m_tokens_usd", "$/"),
             ("energy", "energy_j", "J"), ("unpriced", "unpriced_requests", "")]
     rows = [[_fmt(m.get(key), kind) for _, key, kind in cols] for m in rep["models"]]
     header = [c[0] for c in cols]

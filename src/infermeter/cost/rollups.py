@@ -27,7 +27,8 @@ from ..records import InferenceRecord
 from ..store import queries
 
 __all__ = ["Rollups", "BLOCK_NS", "split_ranges", "request_stats", "share_stats", "latency_histograms",
-           "quantile", "merge_rows", "regroup", "first_activity_ns", "hosted_spend"]
+           "quantile", "merge_rows", "regroup", "first_activity_ns", "hosted_spend", "schema_version",
+           "COSTS_SCHEMA", "ROLLUPS_SCHEMA"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +191,19 @@ def _runs(blocks: Iterable[int]) -> list[tuple[int, int]]:
 
 # -- reading ---------------------------------------------------------------------------------------
 
+ROLLUPS_SCHEMA = 6  # migration m0006
+COSTS_SCHEMA = 3  # migration m0003
+
+
+def schema_version(con: Any) -> int:
+    """The store's schema version: a file opened read-only keeps the version it was written with."""
+    return queries.run_one(con, "rollups.schema_version")["v"]
+
+
 def split_ranges(con: Any, lo_ns: int, hi_ns: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """``[lo, hi)`` as (rolled block runs, raw ranges): together they cover it exactly once."""
+    if schema_version(con) < ROLLUPS_SCHEMA:
+        return [], [(lo_ns, hi_ns)]
     first = -(-lo_ns // BLOCK_NS) * BLOCK_NS
     rows = queries.run(con, "rollups.blocks", lo_ns=first, hi_ns=hi_ns - BLOCK_NS + 1) if hi_ns - first >= BLOCK_NS else []
     rolled = _runs(r["block_ns"] for r in rows)
@@ -226,6 +238,8 @@ def request_stats(con: Any, lo_ns: int, hi_ns: int) -> list[dict[str, Any]]:
 
 def share_stats(con: Any, lo_ns: int, hi_ns: int) -> list[dict[str, Any]]:
     """Usage cost, allocation, energy, GPU-s, CO2e per (model, tenant, endpoint, operation), by window time."""
+    if schema_version(con) < COSTS_SCHEMA:
+        return []
     return merge_rows(_collect(con, lo_ns, hi_ns, "shares"), _SHARE_KEY)
 
 

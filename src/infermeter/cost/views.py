@@ -17,7 +17,7 @@ from typing import Any
 from ..agent.views import ViewContext, view
 from ..store import queries
 from .catalog import Catalog, cached_catalog
-from .rollups import first_activity_ns, hosted_spend, regroup, request_stats, share_stats
+from .rollups import COSTS_SCHEMA, first_activity_ns, hosted_spend, regroup, request_stats, schema_version, share_stats
 
 __all__ = ["cost_groups", "instance_totals", "rates", "per", "view_catalog", "window_bounds"]
 
@@ -122,7 +122,8 @@ def _hosted_spend(rows: list[dict[str, Any]]) -> Decimal | None:
 
 def instance_totals(con: Any, since_ns: int, until_ns: int) -> dict[str, Any]:
     """The box over the window: its cost, what was used, idle, unallocated, energy."""
-    w = queries.run_one(con, "costs.windows_total", since_ns=since_ns, until_ns=until_ns) or {}
+    w = queries.run_one(con, "costs.windows_total", since_ns=since_ns, until_ns=until_ns) if _has_costs(con) else {}
+    w = w or {}
     inst = w.get("instance_cost_usd")
     idle = w.get("idle_cost_usd")
     return {
@@ -146,6 +147,9 @@ def rates(con: Any, now_ns: int | None = None, day_rows: list[dict[str, Any]] | 
     ``day_rows``: :func:`~infermeter.cost.rollups.request_stats` of the trailing 24 h, if the caller has them.
     """
     now = now_ns or time.time_ns()
+    if not _has_costs(con):  # a store from before cost attribution, read as it is
+        return {"pending_attribution_requests": 0, "burn_rate_usd_per_hour": None, "spend_today_usd": None,
+                "projected_30d_usd": None, "projection_basis_h": 0.0, "running_boxes": []}
     hosts = [p for p in queries.run(con, "costs.current_prices")
              if p["hourly_usd"] is not None and now - p["last_seen_ns"] <= LIVE_HOST_NS]
     recent = hosted_spend(con, now - BURN_LOOKBACK_NS, now + 1)
@@ -169,6 +173,10 @@ def rates(con: Any, now_ns: int | None = None, day_rows: list[dict[str, Any]] | 
         "projection_basis_h": round(covered_ns / HOUR_NS, 3),
         "running_boxes": [{k: p[k] for k in ("host", "hourly_usd", "source")} for p in hosts],
     }
+
+
+def _has_costs(con: Any) -> bool:
+    return schema_version(con) >= COSTS_SCHEMA
 
 
 def _add(*xs: Decimal | None) -> Decimal | None:

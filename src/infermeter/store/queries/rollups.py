@@ -40,6 +40,8 @@ _LATENCY = f"""
 QUERIES = {
     # -- building ------------------------------------------------------------------------------------
     "rollups.watermark": "SELECT max(block_ns) AS block_ns FROM rollup_blocks",
+    # A store opened read-only is not migrated: readers check what it has.
+    "rollups.schema_version": "SELECT coalesce(max(version), 0) AS v FROM schema_version",
     "rollups.first_data": """
         SELECT least((SELECT min(start_time_ns) FROM requests), (SELECT min(window_start_ns) FROM request_costs)) AS ts_ns
     """,

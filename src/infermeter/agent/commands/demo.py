@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..simulated_server import SimulatedServer
     from ._common import print_json
 
-    agent = infermeter.configure(db=args.db, api=args.api, instance=args.instance)
+    # a short attribution delay: the demo's costs appear within seconds, not after the default 30 s
+    agent = infermeter.configure(db=args.db, api=args.api, instance=args.instance, attribution_delay_s=2.0)
     server = SimulatedServer(seed=args.seed).start()
     try:
         proxy = ProxyComponent(agent.settings.replace(upstream=server.url, listen=args.listen), agent.pipeline)

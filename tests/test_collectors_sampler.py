@@ -212,7 +212,8 @@ def get(agent, view: str, **params):
 
 
 def test_agent_runs_the_sampler_and_serves_live_and_stored_views(fake_gpus, db_path):
-    agent = infermeter.configure(db=db_path, api="127.0.0.1:0")
+    # an hourly tick keeps the agent's own loop from ticking between the test's manual ticks
+    agent = infermeter.configure(db=db_path, api="127.0.0.1:0", sample_interval_s=3600)
     assert agent.sampler in agent.components
     assert agent.sampler.latest() == Snapshot()
     agent.sampler.tick(T0)

@@ -23,7 +23,7 @@ def _env() -> dict[str, str]:
 def test_proxy_command_serves_and_flushes_on_sigterm(upstream, tmp_path):
     db = str(tmp_path / "side.duckdb")
     proc = subprocess.Popen([sys.executable, "-m", "infermeter.agent.cli", "proxy", "--upstream", upstream.url,
-                             "--listen", "127.0.0.1:0", "--db", db, "--api", "off"],
+                             "--listen", "127.0.0.1:0", "--db", db, "--api", "off", "--hourly-usd", "3.6"],
                             stderr=subprocess.PIPE, text=True, env=_env())
     try:
         url = None
@@ -44,8 +44,12 @@ def test_proxy_command_serves_and_flushes_on_sigterm(upstream, tmp_path):
             proc.wait()
     con = duckdb.connect(db, read_only=True)
     rows = con.execute("SELECT request_model, input_tokens, output_tokens, source FROM requests").fetchall()
+    priced = con.execute("SELECT count(*) FROM requests WHERE cost_source = 'gpu_time' AND cost_usd > 0").fetchone()[0]
+    hourly = con.execute("SELECT DISTINCT hourly_usd FROM instance_prices").fetchall()
     con.close()
     assert rows == [("cli-model", 2, 5, "proxy")] * 3
+    # --hourly-usd prices the box; at shutdown the window in progress is billed, so all 3 have a cost
+    assert priced == 3 and [float(h) for (h,) in hourly] == [3.6]
 
 
 def test_proxy_command_needs_an_upstream(capsys):

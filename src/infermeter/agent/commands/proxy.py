@@ -17,15 +17,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wire protocol for a path (repeatable; PATH may end in '*'): openai, ollama, tgi, kserve, anthropic, generic")
     p.add_argument("--no-inject-stream-usage", action="store_true",
                    help="do not ask OpenAI-compatible upstreams for usage on streams the client did not ask it for")
+    from ...cost.cli import add_cost_arguments
+
+    add_cost_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from ...config import Settings
+    from ...cost.cli import cost_overrides
     from ..proxy import serve
 
     settings = Settings.load(
         upstream=args.upstream, listen=args.listen, db=args.db, api=args.api, upstream_timeout_s=args.timeout,
         proxy_routes=",".join(args.route) if args.route else None,
         inject_stream_usage=False if args.no_inject_stream_usage else None,
+        **cost_overrides(args),
     )
     return serve(settings)

@@ -69,19 +69,10 @@ class Pipeline:
     # -- hot path -----------------------------------------------------------------------------
     def submit(self, build: Callable[[Any], InferenceRecord | None], payload: Any) -> bool:
         """Queue ``payload``; the worker calls ``build(payload)`` to make its record."""
-        q = self._queue
-        n = len(q)
-        if n >= self.queue_size or self._stopping:
-            with self._drop_lock:
-                self.dropped += 1
-            return False
-        q.append((build, payload))
-        if n == self.batch_size:
-            self._wake.set()
-        return True
+        return self.submit_record((build, payload))  # type: ignore[arg-type]
 
     def submit_record(self, record: InferenceRecord) -> bool:
-        """Queue a finished record (the cheapest item: nothing left to build)."""
+        """Queue a finished record (the cheapest item: nothing left to build). False when dropped."""
         q = self._queue
         n = len(q)
         if n >= self.queue_size or self._stopping:

@@ -102,17 +102,19 @@ def test_missing_file_read_only(tmp_path):
 
 
 def test_big_batches_roundtrip_exactly_through_both_insert_paths(db_path):
-    """Batches of 256+ rows go column-wise through Arrow (when installed), small ones through the
-    appender; 128-bit trace ids, decimals and NULLs must come back identical either way."""
+    """Batches of ARROW_MIN_ROWS+ rows go column-wise through Arrow (when installed), small ones
+    through the appender; 128-bit trace ids, decimals and NULLs must come back identical either way."""
+    from infermeter.store.db import ARROW_MIN_ROWS
+
     s = open_store(db_path).start()
     big = [rec(i, trace_id=(1 << 128) - 1 - i if i % 3 else None, cost_usd=Decimal(i) / Decimal(10**9) if i % 2 else None,
-               request_id=new_request_id(), tenant=None if i % 5 else f"t{i}") for i in range(300)]
+               request_id=new_request_id(), tenant=None if i % 5 else f"t{i}") for i in range(ARROW_MIN_ROWS + 50)]
     small = [rec(1000 + i, request_id=new_request_id()) for i in range(3)]
     s.write_records(big)
     s.write_records(small)
     assert s.force_flush(10)
     got = {row[-1]: row for row in s.cursor().execute("SELECT * FROM requests").fetchall()}
-    assert len(got) == 303
+    assert len(got) == len(big) + 3
     for r in big + small:
         assert got[r.request_id] == tuple(r)
     assert s.write_errors == 0

@@ -111,6 +111,7 @@ def test_big_batches_roundtrip_exactly_through_both_insert_paths(db_path):
                request_id=new_request_id(), tenant=None if i % 5 else f"t{i}") for i in range(ARROW_MIN_ROWS + 50)]
     small = [rec(1000 + i, request_id=new_request_id()) for i in range(3)]
     s.write_records(big)
+    assert s.force_flush(10)  # two inserts: queued together they would be one Arrow batch
     s.write_records(small)
     assert s.force_flush(10)
     got = {row[-1]: row for row in s.cursor().execute("SELECT * FROM requests").fetchall()}
@@ -118,4 +119,34 @@ def test_big_batches_roundtrip_exactly_through_both_insert_paths(db_path):
     for r in big + small:
         assert got[r.request_id] == tuple(r)
     assert s.write_errors == 0
+    s.shutdown()
+
+
+def test_writer_gathers_rows_and_writes_them_within_the_delay_unasked(db_path):
+    """Without force_flush, queued rows are written once the oldest has waited write_delay_s
+    (the writer gathers them into bigger inserts meanwhile), or at once when a row group's worth
+    is queued."""
+    from infermeter.store.db import ROW_GROUP_ROWS, Store
+
+    s = Store(db_path, write_delay_s=0.3).start()
+    cur = s.cursor()
+
+    def count():
+        return cur.execute("SELECT count(*) FROM requests").fetchone()[0]
+
+    t0 = time.monotonic()
+    for i in range(5):
+        s.write_records([rec(i, request_id=new_request_id())])
+    while count() < 5 and time.monotonic() - t0 < 10:
+        time.sleep(0.02)
+    waited = time.monotonic() - t0
+    assert count() == 5
+    assert waited >= 0.25, f"written after {waited:.3f}s: not gathered"
+    s.write_delay_s = 3600  # only the size trigger is left
+    s.write_records([rec(i, request_id=new_request_id()) for i in range(ROW_GROUP_ROWS)])
+    t0 = time.monotonic()
+    while count() < 5 + ROW_GROUP_ROWS and time.monotonic() - t0 < 30:
+        time.sleep(0.05)
+    assert count() == 5 + ROW_GROUP_ROWS
+    assert s.dropped_rows == 0 and s.write_errors == 0
     s.shutdown()

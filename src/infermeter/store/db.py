@@ -1,8 +1,12 @@
 """The DuckDB store: one file, one writer thread, batched appends.
 
-Writes arrive as ``(table, rows)`` jobs on a bounded queue and are appended with DuckDB's
-appender in batches by a single writer thread; a full queue drops and counts. Reads take
-their own cursor, so any thread may query while the writer writes.
+Writes arrive as ``(table, rows)`` jobs on a bounded queue; a full queue drops and counts. A single
+writer thread gathers them and inserts per table: when a row group's worth (122,880 rows) is
+queued, when the oldest queued row has waited ``write_delay_s``, or at once on ``force_flush``.
+Why gather: DuckDB's cost per inserted row falls steeply with the size of the insert (measured
+in memory, Arrow path: 4.9 µs/row at 1k rows, 3.1 at 8k, 1.4 at 64k, 0.5 at 123k, where whole
+row groups are written straight to the file). Reads take their own cursor, so any thread may
+query while the writer writes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ __all__ = ["Store", "open_store", "SCHEMA_VERSION"]
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = all_migrations()[-1].version
+
+ROW_GROUP_ROWS = 122_880
+"""DuckDB's row group size: an insert of this many rows or more is written straight to the file."""
+
+MAX_INSERT_ROWS = 2 * ROW_GROUP_ROWS
+"""The most rows converted and inserted in one statement, to bound the memory of one batch."""
 
 ARROW_MIN_ROWS = 2048
 """Batches this big go column-wise through Arrow (when installed); smaller ones through the appender.
@@ -78,16 +88,20 @@ class Store:
     before it is on disk (committed); ``shutdown()`` flushes, checkpoints and closes.
     """
 
-    def __init__(self, path: str, *, read_only: bool = False, max_queued_rows: int = 1_000_000, api_url: str | None = None) -> None:
+    def __init__(self, path: str, *, read_only: bool = False, max_queued_rows: int = 1_000_000, api_url: str | None = None,
+                 write_delay_s: float = 1.0) -> None:
         self.path = path
         self.read_only = read_only
         self.max_queued_rows = max_queued_rows
+        self.write_delay_s = write_delay_s
         self.dropped_rows = 0
         self.written_rows = 0
         self.write_errors = 0
         self._api_url = api_url
         self._jobs: collections.deque = collections.deque()
         self._queued_rows = 0
+        self._oldest: float | None = None  # monotonic time of the oldest queued job
+        self._flush_waiting = 0  # force_flush markers queued
         self._cv = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -145,7 +159,10 @@ class Store:
                 return False
             self._jobs.append((table, rows))
             self._queued_rows += n
-            self._cv.notify()
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            if len(self._jobs) == 1 or self._queued_rows >= ROW_GROUP_ROWS:
+                self._cv.notify()
         return True
 
     def write_records(self, records: Iterable[InferenceRecord]) -> bool:
@@ -162,6 +179,7 @@ class Store:
             if self._closed and not self._thread.is_alive():
                 return not self._jobs
             self._jobs.append((None, done))
+            self._flush_waiting += 1
             self._cv.notify()
         return done.wait(timeout_s)
 
@@ -193,11 +211,19 @@ class Store:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._jobs and not self._closed:
-                    self._cv.wait()
+                while not self._closed and not self._flush_waiting and self._queued_rows < ROW_GROUP_ROWS:
+                    if not self._jobs:
+                        self._cv.wait()
+                        continue
+                    wait = self._oldest + self.write_delay_s - time.monotonic()  # type: ignore[operator]
+                    if wait <= 0:
+                        break
+                    self._cv.wait(wait)
                 jobs = list(self._jobs)
                 self._jobs.clear()
                 self._queued_rows = 0
+                self._oldest = None
+                self._flush_waiting = 0
                 closing = self._closed
             self._write(jobs)
             if closing and not self._jobs:
@@ -232,15 +258,17 @@ class Store:
                 markers.append(rows)
             else:
                 by_table.setdefault(table, []).extend(rows)
-        for table, rows in by_table.items():
-            try:
-                self._append(table, rows)
-                self.written_rows += len(rows)
-            except Exception as e:  # noqa: BLE001 - a thread edge: count, log once, go on
-                self.write_errors += 1
-                self.dropped_rows += len(rows)
-                if self.write_errors == 1 or self.write_errors % 1000 == 0:
-                    logger.error("store write to %s failed (%d rows dropped, %d failures so far): %s", table, len(rows), self.write_errors, e)
+        for table, all_rows in by_table.items():
+            for i in range(0, len(all_rows), MAX_INSERT_ROWS):
+                rows = all_rows[i : i + MAX_INSERT_ROWS]
+                try:
+                    self._append(table, rows)
+                    self.written_rows += len(rows)
+                except Exception as e:  # noqa: BLE001 - a thread edge: count, log once, go on
+                    self.write_errors += 1
+                    self.dropped_rows += len(rows)
+                    if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                        logger.error("store write to %s failed (%d rows dropped, %d failures so far): %s", table, len(rows), self.write_errors, e)
         for ev in markers:
             ev.set()
 

@@ -195,3 +195,27 @@ def test_cost_modules_export_what_their_all_says():
         mod = importlib.import_module(f"infermeter.cost.{name}")
         missing = [n for n in mod.__all__ if not hasattr(mod, n)]
         assert not missing, (name, missing)
+
+
+def test_integer_fast_path_prices_exactly_like_the_decimal_computation():
+    """The pricing processor computes token costs in integer nano-dollars; it must agree with
+    ModelPrice.cost_usd to the digit (and in representation), rounding half to even included."""
+    import random
+    from decimal import Decimal
+
+    from infermeter.cost.catalog import ModelPrice
+    from infermeter.cost.pricing import _cost_usd
+
+    rng = random.Random(1)
+    for _ in range(5000):
+        pin = Decimal(rng.randrange(0, 20000)) / Decimal(rng.choice([1, 10, 100, 1000]))
+        pout = Decimal(rng.randrange(0, 80000)) / Decimal(rng.choice([1, 10, 100, 1000]))
+        price = ModelPrice("p", "m", pin, pout, rng.choice([None, pin / Decimal(rng.choice([2, 4, 10]))]))
+        inp = rng.randrange(0, 200_000)
+        args = (inp, rng.randrange(0, 50_000), rng.choice([None, 0, rng.randrange(0, inp + 1), inp + 5]))
+        want, got = price.cost_usd(*args), _cost_usd(price, *args)
+        assert got == want and str(got) == str(want), (price, args)
+    odd = ModelPrice("p", "m", Decimal("0.0000000001"), Decimal(1))  # sub-nano digits: the Decimal path
+    assert _cost_usd(odd, 10**7, 3, None) == odd.cost_usd(10**7, 3)
+    half = ModelPrice("p", "m", Decimal("0.0005"), Decimal(0))  # 1 token at $0.0005/1M = 0.5 nano-dollars
+    assert _cost_usd(half, 1, 0, None) == Decimal(0) and _cost_usd(half, 3, 0, None) == Decimal("2E-9")

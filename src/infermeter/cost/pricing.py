@@ -21,6 +21,8 @@ import collections
 import dataclasses
 import ipaddress
 import logging
+import operator
+from decimal import Decimal
 from typing import Any
 
 from ..records import CostSource, InferenceRecord, Operation, new_request_id
@@ -80,7 +82,22 @@ class PricingProcessor:
         self._max_cached = max_cached_names
 
     def __call__(self, batch: list[InferenceRecord]) -> list[InferenceRecord]:
-        return [self.price(r) for r in batch]
+        """:meth:`price` for a batch, with the common cases inlined and counted once per batch."""
+        cache = self._cache
+        out: list[InferenceRecord] = []
+        append = out.append
+        n_self = 0
+        for r in batch:
+            if r.__class__ is InferenceRecord and r[_SOURCE_AT] != CostSource.PROVIDER:
+                hit = cache.get(_CLASSIFY_KEY(r))
+                if hit is not None and hit[0] == "self":
+                    n_self += 1
+                    append(r.with_cost(None, "USD", CostSource.GPU_TIME))
+                    continue
+            append(self.price(r))
+        if n_self:
+            self.counts[CostSource.GPU_TIME] += n_self
+        return out
 
     def price(self, rec: InferenceRecord) -> InferenceRecord:
         if rec.cost_source == CostSource.PROVIDER and rec.cost_usd is not None:
@@ -96,7 +113,7 @@ class PricingProcessor:
             if out is None and rec.operation == Operation.EMBEDDINGS:
                 out = 0
             if out is not None:
-                cost = price.cost_usd(rec.input_tokens, out, rec.cached_tokens)
+                cost = _cost_usd(price, rec.input_tokens, out, rec.cached_tokens)
         if cost is None:
             self.counts[CostSource.UNPRICED] += 1
             if len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models:
@@ -106,7 +123,7 @@ class PricingProcessor:
         return _with_cost(rec, cost, "USD", CostSource.CATALOG)
 
     def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None]:
-        key = (rec.provider, rec.server_address, rec.response_model, rec.request_model)
+        key = _CLASSIFY_KEY(rec)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._classify_uncached(rec)
@@ -133,6 +150,42 @@ class PricingProcessor:
 
     def stats(self) -> dict[str, Any]:
         return {"by_source": dict(self.counts), "unpriced_models": dict(self.unpriced_models.most_common(20))}
+
+
+_F = InferenceRecord._fields.index
+_CLASSIFY_KEY = operator.attrgetter("provider", "server_address", "response_model", "request_model")
+_SOURCE_AT = _F("cost_source")
+_NANO_PER_USD = 10**9
+_int_prices: dict[int, tuple[ModelPrice, tuple[int, int, int] | None]] = {}  # by id(): hashing a price is slow
+
+
+def _cost_usd(price: ModelPrice, input_tokens: int, output_tokens: int, cached_tokens: int | None) -> Decimal:
+    """``price.cost_usd(...)`` in integer nano-dollars per million tokens (exact, ~5x faster);
+    prices with sub-nano-dollar digits fall back to the Decimal computation."""
+    entry = _int_prices.get(id(price))
+    if entry is not None and entry[0] is price:
+        ints = entry[1]
+    else:
+        ints = _nano_prices(price)
+        if len(_int_prices) >= 10_000:
+            _int_prices.clear()
+        _int_prices[id(price)] = (price, ints)
+    if ints is None or input_tokens < 0 or output_tokens < 0:
+        return price.cost_usd(input_tokens, output_tokens, cached_tokens)
+    p_in, p_cached, p_out = ints
+    cached = min(max(cached_tokens or 0, 0), input_tokens)
+    q, r = divmod((input_tokens - cached) * p_in + cached * p_cached + output_tokens * p_out, 1_000_000)
+    if r > 500_000 or (r == 500_000 and q & 1):  # round half to even, as Decimal.quantize does
+        q += 1
+    return Decimal(q).scaleb(-9)
+
+
+def _nano_prices(price: ModelPrice) -> tuple[int, int, int] | None:
+    cached = price.input_usd_per_1m if price.cached_input_usd_per_1m is None else price.cached_input_usd_per_1m
+    vals = [Decimal(v) * _NANO_PER_USD for v in (price.input_usd_per_1m, cached, price.output_usd_per_1m)]
+    if any(v != v.to_integral_value() for v in vals):
+        return None
+    return int(vals[0]), int(vals[1]), int(vals[2])
 
 
 def _with_cost(rec: Any, cost: Any, currency: str | None, source: str) -> Any:

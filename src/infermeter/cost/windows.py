@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from .energy import WindowEnergy
 from .shares import largest_remainder, union_length, usd_from_nano
@@ -29,9 +30,12 @@ __all__ = ["Activity", "WindowPrice", "attribute_window"]
 _TOKEN_SCALE = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Activity:
-    """A self-hosted request as attribution sees it (end > start; times in wall-clock ns)."""
+class Activity(NamedTuple):
+    """A self-hosted request as attribution sees it (end > start; times in wall-clock ns).
+
+    A NamedTuple: one is made per self-hosted request on the pipeline thread, and a tuple is
+    made 3-4x faster than a frozen dataclass (whose __init__ sets each field through
+    object.__setattr__)."""
 
     request_id: int
     start_ns: int

@@ -17,6 +17,8 @@ the result through the same doors:
 from __future__ import annotations
 
 import bisect
+import collections
+import functools
 import re
 import threading
 import time
@@ -77,6 +79,32 @@ class Histograms:
             p.min = value
         if value > p.max:
             p.max = value
+
+    def record_many(self, name: str, key: Any, attrs: dict[str, Any], values: Sequence[float]) -> None:
+        """:meth:`record` for many values of one attribute set (non-empty). Hold ``lock``."""
+        points = self._points[name]
+        p = points.get(key)
+        if p is None:
+            if len(points) >= self.max_points:
+                key, attrs = _OVERFLOW, {"otel.metric.overflow": True}
+                p = points.get(key)
+            if p is None:
+                p = points[key] = _Point(attrs, len(self.specs[name].bounds) + 1)
+        counts = p.counts
+        if len(values) < 8:
+            bounds = self.specs[name].bounds
+            for v in values:
+                counts[bisect.bisect_left(bounds, v)] += 1
+        else:
+            for i, c in collections.Counter(map(functools.partial(bisect.bisect_left, self.specs[name].bounds), values)).items():
+                counts[i] += c
+        p.sum += sum(values)
+        p.count += len(values)
+        lo, hi = min(values), max(values)
+        if lo < p.min:
+            p.min = lo
+        if hi > p.max:
+            p.max = hi
 
     def snapshot(self) -> dict[str, list[tuple[dict[str, Any], list[int], float, int, float, float]]]:
         """name -> [(attributes, bucket counts, sum, count, min, max)], copied under the lock."""

@@ -18,6 +18,7 @@ instruments. Metric values are floats: the exact money lives in the store.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,16 @@ from typing import Any, Protocol
 
 from ..records import InferenceRecord
 from .histograms import Histograms, HistogramSpec
+
+_F = InferenceRecord._fields.index
+# Everything a record's metric points depend on: records with equal keys share every point.
+_GROUP_KEY = operator.itemgetter(_F("operation"), _F("provider"), _F("request_model"), _F("response_model"),
+                                 _F("server_address"), _F("error_type"), _F("tenant"), _F("cost_source"), _F("status"))
+_INPUT = operator.itemgetter(_F("input_tokens"))
+_OUTPUT = operator.itemgetter(_F("output_tokens"))
+_DURATION = operator.itemgetter(_F("duration_s"))
+_TTFT = operator.itemgetter(_F("ttft_s"))
+_COST = operator.itemgetter(_F("cost_usd"))
 
 __all__ = [
     "MetricsSink",
@@ -144,36 +155,53 @@ class MetricsSink:
 
     # -- records ------------------------------------------------------------------------------
     def consume(self, records: Sequence[InferenceRecord]) -> None:
+        """Group the batch by attribute set first (one C-level key per record), then add each
+        group's values to each histogram at once: the per-record Python work is the grouping."""
         if self._closed:
             return
+        groups: dict[tuple, list[InferenceRecord]] = {}
+        for r in records:
+            k = _GROUP_KEY(r)
+            g = groups.get(k)
+            if g is None:
+                groups[k] = [r]
+            else:
+                g.append(r)
         h = self.histograms
-        add = h.record
+        add = h.record_many
         requests: dict[tuple, int] = {}
         costs: dict[tuple, Decimal] = {}
         with h.lock:
-            for r in records:
-                key, base = self._base_attrs(r)
-                if r.input_tokens is not None:
+            for (_op, _prov, req_model, resp_model, _srv, error_type, tenant, cost_source, status), recs in groups.items():
+                key, base = self._base_attrs(recs[0])
+                values = [v for v in map(_INPUT, recs) if v is not None]
+                if values:
                     k = (key, "input")
-                    add("gen_ai.client.token.usage", k, self._with(k, base, "gen_ai.token.type", "input"), r.input_tokens)
-                if r.output_tokens is not None:
+                    add("gen_ai.client.token.usage", k, self._with(k, base, "gen_ai.token.type", "input"), values)
+                values = [v for v in map(_OUTPUT, recs) if v is not None]
+                if values:
                     k = (key, "output")
-                    add("gen_ai.client.token.usage", k, self._with(k, base, "gen_ai.token.type", "output"), r.output_tokens)
-                if r.error_type:
-                    dk = (key, "error", r.error_type)
-                    dur_attrs = self._with(dk, base, "error.type", r.error_type)
+                    add("gen_ai.client.token.usage", k, self._with(k, base, "gen_ai.token.type", "output"), values)
+                if error_type:
+                    dk = (key, "error", error_type)
+                    dur_attrs = self._with(dk, base, "error.type", error_type)
                 else:
                     dk, dur_attrs = key, base
-                add("gen_ai.client.operation.duration", dk, dur_attrs, r.duration_s)
-                add("gen_ai.server.request.duration", dk, dur_attrs, r.duration_s)
-                if r.ttft_s is not None and r.error_type is None:
-                    add("gen_ai.server.time_to_first_token", key, base, r.ttft_s)
-                source = r.cost_source or "unpriced"
-                rk = (r.model, r.tenant, source, r.status)
-                requests[rk] = requests.get(rk, 0) + 1
-                if r.cost_usd is not None:
-                    ck = (r.model, r.tenant, source)
-                    costs[ck] = costs.get(ck, 0) + r.cost_usd
+                values = list(map(_DURATION, recs))
+                add("gen_ai.client.operation.duration", dk, dur_attrs, values)
+                add("gen_ai.server.request.duration", dk, dur_attrs, values)
+                if error_type is None:
+                    values = [v for v in map(_TTFT, recs) if v is not None]
+                    if values:
+                        add("gen_ai.server.time_to_first_token", key, base, values)
+                model = req_model or resp_model
+                source = cost_source or "unpriced"
+                rk = (model, tenant, source, status)
+                requests[rk] = requests.get(rk, 0) + len(recs)
+                amounts = [v for v in map(_COST, recs) if v is not None]
+                if amounts:
+                    ck = (model, tenant, source)
+                    costs[ck] = costs.get(ck, 0) + sum(amounts)
         for rk, n in requests.items():  # one SDK call per attribute set and batch, not per record
             self._requests.add(n, self._request_attrs(*rk))
         if costs:

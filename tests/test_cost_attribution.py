@@ -328,3 +328,33 @@ def test_requests_in_windows_not_final_yet_are_counted_as_pending(store, catalog
         assert rates(cur, T0 + 2 * S)["pending_attribution_requests"] == 1
     finally:
         cur.close()
+
+
+def test_waiting_requests_are_held_column_wise_and_come_back_whole():
+    """Attribution holds attribution_delay_s of requests in memory; they are kept as columns (about
+    40 bytes each, not a 264-byte tuple) and must come back exactly as the records said."""
+    import tracemalloc
+
+    from infermeter.cost.attribution import Activities
+    from infermeter.cost.windows import Activity
+    from infermeter.records import InferenceRecord
+
+    t0 = 1_700_000_000_000_000_000
+    recs = [InferenceRecord(start_time_ns=t0 + i, duration_s=0.5 if i % 4 else 0.0, cost_source="gpu_time",
+                            request_model=None if i % 3 else "m", response_model="m-resp", tenant=f"t{i % 2}",
+                            endpoint="/v1/chat/completions", operation="chat", request_id=i + 1,
+                            input_tokens=None if i % 5 == 0 else 10, output_tokens=None if i % 5 in (0, 1) else i)
+            for i in range(20_000)]
+    others = [recs[0].with_cost(None, None, "unpriced"), recs[1]._replace(request_id=None)]
+    tracemalloc.start()
+    acts = Activities()
+    acts.add_records(recs + others)
+    used, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(acts) == len(recs)  # not self-hosted, or no id: not attributed
+    assert used / len(recs) < 60
+    want = [Activity(r.request_id, r.start_time_ns, max(r.start_time_ns + int(r.duration_s * 1e9), r.start_time_ns + 1),
+                     None if r.input_tokens is None and r.output_tokens is None else (r.input_tokens or 0) + (r.output_tokens or 0),
+                     r.request_model or r.response_model, r.tenant, r.endpoint, r.operation) for r in recs]
+    assert acts.activities() == want
+    assert acts.activity(7) == want[7]

@@ -14,9 +14,11 @@ idempotent. ``force_flush`` finalises every closed window now; ``shutdown`` does
 from __future__ import annotations
 
 import logging
+import operator
 import socket
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,10 +57,10 @@ class Attribution:
         self.box: BoxPrice | None = None
         self.stats = {"windows": 0, "request_rows": 0, "recomputed_windows": 0, "updated_requests": 0, "errors": 0}
         self._book = PriceBook([])
-        self._pending: list[Activity] = []
+        self._pending = Activities()
         self._pending_lock = threading.Lock()
         self._active: list[Activity] = []  # started before the watermark, still running after it
-        self._waiting: dict[int, list[Activity]] = {}  # starting at or after the watermark, by window
+        self._waiting: dict[int, Activities] = {}  # starting at or after the watermark, by window
         self._lock = threading.RLock()
         self._origin: int | None = None
         self._watermark: int | None = None
@@ -78,10 +80,8 @@ class Attribution:
         return _Sink(self)
 
     def consume(self, records: Sequence[InferenceRecord]) -> None:
-        acts = [activity_of(r) for r in records if r.cost_source == CostSource.GPU_TIME and r.request_id is not None]
-        if acts:
-            with self._pending_lock:
-                self._pending.extend(acts)
+        with self._pending_lock:
+            self._pending.add_records(records)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Attribution":
@@ -209,30 +209,37 @@ class Attribution:
         if self.box is not None and self.box.needs_gpu_count:
             self._resolve_price()
         with self._pending_lock:
-            new, self._pending = self._pending, []
+            new, self._pending = self._pending, Activities()
         a = a0 = self._watermark
         dirty = []
-        for act in new:
-            d = act.end_ns - act.start_ns
-            if d > self._max_duration_ns:
-                self._max_duration_ns = d
-            if act.start_ns < a and act.end_ns > self._origin:
-                dirty.append((max(self._origin, self._align(act.start_ns)), min(a, act.end_ns)))
-        for x in new:
-            if x.end_ns <= a:
-                continue  # wholly inside final windows: the recompute below covers it
-            if x.start_ns < a:
-                self._active.append(x)
-            else:
-                self._waiting.setdefault(self._align(x.start_ns), []).append(x)
+        step = self.interval_ns
+        origin = self._origin
+        longest = self._max_duration_ns
+        waiting = self._waiting
+        for i, (s, e) in enumerate(zip(new.start_ns, new.end_ns)):
+            if e - s > longest:
+                longest = e - s
+            if s < a:
+                if e > origin:
+                    dirty.append((max(origin, s - s % step), min(a, e)))
+                if e > a:
+                    self._active.append(new.activity(i))
+                # else: wholly inside final windows: the recompute below covers it
+                continue
+            w = s - s % step
+            bucket = waiting.get(w)
+            if bucket is None:
+                bucket = waiting[w] = Activities()
+            bucket.add_from(new, i)
+        self._max_duration_ns = longest
         done_ids: list[int] = []
         lo = a
         priced = False
         while a < until:
             b = min(until, a + _CHUNK_WINDOWS * self.interval_ns)
             acts = self._active
-            for w in sorted(k for k in self._waiting if k < b):
-                acts += self._waiting.pop(w)
+            for w in sorted(k for k in waiting if k < b):
+                acts += waiting.pop(w).activities()
             priced = self._write_windows(a, b, acts) or priced
             finished = [x for x in acts if x.end_ns <= b]
             done_ids += [x.request_id for x in finished]
@@ -334,12 +341,67 @@ _PRICE_COLS = ("hourly_usd", "cloud", "instance_type", "pricing", "gpu_type", "g
                "grid_gco2e_per_kwh", "pue", "source", "recorded_at_ns")
 
 
-def activity_of(r: InferenceRecord) -> Activity:
-    start = r.start_time_ns
-    end = start + int(r.duration_s * 1e9)
-    tokens = None if r.input_tokens is None and r.output_tokens is None else (r.input_tokens or 0) + (r.output_tokens or 0)
-    return Activity(r.request_id, start, max(end, start + 1), tokens, r.request_model or r.response_model,
-                    r.tenant, r.endpoint, r.operation)
+_F = InferenceRecord._fields.index
+_ACTIVITY_FIELDS = operator.itemgetter(_F("cost_source"), _F("request_id"), _F("start_time_ns"), _F("duration_s"),
+                                       _F("input_tokens"), _F("output_tokens"), _F("request_model"), _F("response_model"),
+                                       _F("tenant"), _F("endpoint"), _F("operation"))
+
+
+class Activities:
+    """Self-hosted requests waiting for their windows, stored column-wise.
+
+    At a few thousand requests per second, ``attribution_delay_s`` (30 s) of them are held in
+    memory. As :class:`Activity` tuples that is 264 bytes each (measured with tracemalloc:
+    31.7 MB for 120k); here it is four 8-byte integers plus one reference to a shared label tuple.
+    """
+
+    __slots__ = ("request_id", "start_ns", "end_ns", "tokens", "labels", "_intern")
+
+    def __init__(self) -> None:
+        self.request_id = array("q")
+        self.start_ns = array("q")
+        self.end_ns = array("q")
+        self.tokens = array("q")  # -1: unknown
+        self.labels: list[tuple] = []  # (model, tenant, endpoint, operation), interned
+        self._intern: dict[tuple, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    def add_records(self, records: Sequence[InferenceRecord]) -> None:
+        """Add the self-hosted (gpu_time) records that have an id; others are not attributed."""
+        rid_a, start_a, end_a, tok_a, labels = (self.request_id.append, self.start_ns.append, self.end_ns.append,
+                                                self.tokens.append, self.labels.append)
+        intern = self._intern
+        gpu_time = CostSource.GPU_TIME
+        for r in records:
+            if r.__class__ is not InferenceRecord:
+                r = InferenceRecord(*(getattr(r, f) for f in InferenceRecord._fields))
+            src, rid, start, dur, inp, out, req_model, resp_model, tenant, endpoint, op = _ACTIVITY_FIELDS(r)
+            if src != gpu_time or rid is None:
+                continue
+            end = start + int(dur * 1e9)
+            rid_a(rid)
+            start_a(start)
+            end_a(end if end > start else start + 1)
+            tok_a(-1 if inp is None and out is None else (inp or 0) + (out or 0))
+            label = (req_model or resp_model, tenant, endpoint, op)
+            labels(intern.setdefault(label, label))
+
+    def add_from(self, other: "Activities", i: int) -> None:
+        self.request_id.append(other.request_id[i])
+        self.start_ns.append(other.start_ns[i])
+        self.end_ns.append(other.end_ns[i])
+        self.tokens.append(other.tokens[i])
+        self.labels.append(other.labels[i])
+
+    def activity(self, i: int) -> Activity:
+        t = self.tokens[i]
+        return Activity(self.request_id[i], self.start_ns[i], self.end_ns[i], None if t < 0 else t, *self.labels[i])
+
+    def activities(self) -> list[Activity]:
+        return [Activity(rid, s, e, None if t < 0 else t, *label)
+                for rid, s, e, t, label in zip(self.request_id, self.start_ns, self.end_ns, self.tokens, self.labels)]
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,6 +1,6 @@
 """Queries of cost attribution and the cost views (tables of migration m0003)."""
 
-# == InferenceRecord.end_time_ns, and at least 1 ns after the start (as attribution.activity_of)
+# == InferenceRecord.end_time_ns, and at least 1 ns after the start (as attribution.Activities.add_records)
 _END_NS = "greatest(start_time_ns + floor(duration_s * 1000000000)::BIGINT, start_time_ns + 1)"
 
 QUERIES = {

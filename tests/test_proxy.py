@@ -241,7 +241,47 @@ def test_one_span_per_request_in_the_callers_trace(upstream, db_path):
     assert int.from_bytes(span.span_id, "big") == row["span_id"]
     attrs = attrs_of(span)
     assert attrs["gen_ai.usage.output_tokens"] == 5 and attrs["gen_ai.request.model"] == "test-model"
-    assert upstream.calls[-1].headers["traceparent"] == tp  # forwarded as received
+    # the upstream is told the proxy's span is its parent, in the caller's trace
+    assert upstream.calls[-1].headers["traceparent"] == f"00-{parent_trace:032x}-{row['span_id']:016x}-01"
+
+
+def _sent(upstream) -> dict[str, str]:
+    return {k.lower(): v for k, v in upstream.calls[-1].headers.items()}
+
+
+def test_upstream_gets_a_traceparent_naming_the_proxys_span(proxy, upstream):
+    """W3C trace context upstream: the model server's spans become children of the proxy's span."""
+    tid, parent = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+    cases = [  # what the client sends -> does the trace continue (with its tracestate)?
+        ({"traceparent": f"00-{tid:032x}-{parent:016x}-01", "tracestate": "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"}, True),
+        ({"traceparent": f"00-{tid:032x}-{parent:016x}-00"}, True),  # not sampled: the flag passes on
+        ({}, False),
+        ({"traceparent": "garbage", "tracestate": "congo=t61rcWkgMzE"}, False),
+        ({"traceparent": f"00-{tid:032X}-{parent:016x}-01"}, False),  # upper-case hex is invalid
+        ({"traceparent": f"00-{0:032x}-{parent:016x}-01"}, False),  # all-zero trace id
+        ({"traceparent": f"00-{tid:032x}-{0:016x}-01"}, False),  # all-zero parent id
+        ({"traceparent": f"ff-{tid:032x}-{parent:016x}-01"}, False),  # version ff is invalid
+        ({"traceparent": f"00-{tid:032x}-{parent:016x}-01-extra"}, False),  # version 00 has exactly 4 fields
+        ({"traceparent": f"01-{tid:032x}-{parent:016x}-01-future"}, True),  # a later version: its first 4 fields
+        ({"tracestate": "congo=t61rcWkgMzE"}, False),  # tracestate alone names no parent
+    ]
+    sent = []
+    for headers, _ in cases:
+        assert httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+        sent.append(_sent(upstream))
+    records = proxy.records(len(cases))
+    assert len({r.trace_id for r in records}) == len(cases) - 2  # the two continued traces share the client's
+    for (headers, continued), got, rec in zip(cases, sent, records):
+        version, trace, span, flags = got["traceparent"].split("-")
+        assert (version, len(trace), len(span), len(flags)) == ("00", 32, 16, 2), got["traceparent"]
+        assert int(span, 16) == rec.span_id and int(trace, 16) == rec.trace_id, headers  # the record's own span
+        if continued:
+            assert rec.trace_id == tid and rec.span_id != parent
+            assert flags == headers["traceparent"][53:55]
+            assert got.get("tracestate") == headers.get("tracestate")  # passed on untouched
+        else:
+            assert rec.trace_id != tid and flags == "01"
+            assert "tracestate" not in got  # a new trace: the caller's vendor state no longer applies
 
 
 def test_every_record_has_its_own_span_id_and_the_callers_trace_id(proxy):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
+import pytest
 
 from infermeter.records import Status
 from tests.proxy_helpers import closed_port, make_proxy, proxy, upstream  # noqa: F401 - fixtures
@@ -29,6 +31,44 @@ def test_silent_upstream_is_a_504_after_the_timeout(make_proxy):
     rec = p.record()
     assert (rec.status, rec.http_status, rec.error_type) == (Status.ERROR, 504, "upstream_timeout")
     assert 0.3 <= rec.duration_s < 4
+
+
+def test_upstream_silent_mid_stream_times_out_and_cuts_the_client_off(make_proxy):
+    p = make_proxy(upstream_timeout_s=0.3)
+    got = 0
+    with pytest.raises(httpx.HTTPError):  # a cut chunked reply, not a clean end
+        with httpx.Client(timeout=10) as c, c.stream("POST", p.url + "/v1/chat/completions",
+                                                     json={**CHAT, "model": "stall", "delay": 5, "stream": True}) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                got += line.startswith("data: ")
+    assert got == 2
+    rec = p.record()
+    assert (rec.status, rec.error_type, rec.http_status) == (Status.ERROR, "upstream_timeout", 200)
+    assert 0.3 <= rec.duration_s < 4
+
+
+def test_timeout_is_silence_not_length(make_proxy):
+    """A reply that takes longer than the timeout in all, with shorter gaps, is not cut."""
+    p = make_proxy(upstream_timeout_s=0.3)
+    body = {**CHAT, "stream": True, "max_tokens": 8, "interval": 0.1}
+    with httpx.Client(timeout=10) as c, c.stream("POST", p.url + "/v1/chat/completions", json=body) as r:
+        lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    rec = p.record()
+    assert (rec.status, rec.error_type, rec.output_tokens) == (Status.OK, None, 8) and rec.duration_s > 0.6
+
+
+def test_a_client_that_does_not_read_is_not_an_upstream_timeout(make_proxy):
+    """When the client stops reading, the proxy stops reading the upstream: that silence is not the upstream's."""
+    p = make_proxy(upstream_timeout_s=0.3)
+    with httpx.Client(timeout=10) as c, c.stream("POST", p.url + "/v1/chat/completions",
+                                                 json={**CHAT, "model": "flood", "stream": True}) as r:
+        time.sleep(1.5)  # 32 MiB waiting: every buffer on the way fills up
+        size = sum(len(b) for b in r.iter_raw())
+    assert size > 32 * 2**20
+    rec = p.record()
+    assert (rec.status, rec.error_type) == (Status.OK, None)
 
 
 def test_client_leaving_mid_stream_cancels_upstream_and_records_what_streamed(proxy):

@@ -8,7 +8,8 @@ byte for byte. It records what it received (``calls``) and whether a streaming c
 
 Models with a meaning: ``slow`` waits ``delay`` seconds before answering, ``endless`` streams a
 token every 20 ms until the client leaves, ``linger`` ends its stream 3 s after ``[DONE]``, ``malformed`` answers cut JSON, ``broken-sse`` answers
-an SSE stream of garbage, ``priced`` reports ``usage.cost``, ``gzipped`` answers gzip-compressed JSON, ``no-usage`` never reports usage.
+an SSE stream of garbage, ``priced`` reports ``usage.cost``, ``gzipped`` answers gzip-compressed JSON, ``no-usage`` never reports usage,
+``stall`` streams 2 events then goes silent for ``delay`` seconds, ``flood`` streams 512 events of 64 KiB as fast as it can.
 """
 
 from __future__ import annotations
@@ -186,6 +187,11 @@ class Upstream:
 
         if model == "endless":
             return await self._endless(request, chunk({"content": "tok "}, "tok ", None))
+        if model == "stall":
+            resp = await self._sse(request, [chunk({"content": "a"}, "a", None)] * 2, linger=float(req.get("delay", 5)))
+            return resp
+        if model == "flood":
+            return await self._sse(request, [chunk({"content": "x" * 65536}, "x" * 65536, None)] * 512 + [b"data: [DONE]\n\n"])
         events = [chunk({"role": "assistant", "content": ""}, "", None)] if chat else []
         events += [chunk({"content": t}, t, None) for t in tokens]
         events.append(chunk({}, "", "length"))

@@ -101,8 +101,9 @@ class Exchange:
 
     __slots__ = (
         "protocol", "path", "start_ns", "t0", "t_end", "ttft_ns", "status_code", "request_body", "request_bytes",
-        "response_bytes", "kind", "tap", "content_events", "cancelled", "error_type", "tenant", "key", "traceparent",
-        "headers", "trace_id", "span_id", "method", "encoding",
+        "response_bytes", "kind", "tap", "content_events", "cancelled", "error_type", "tenant", "key", "cred",
+        "traceparent", "headers", "trace_id", "span_id", "method", "encoding", "progress", "swept", "quiet_since",
+        "timed_out",
     )
 
     def __init__(self, protocol: WireProtocol, path: str, method: str, start_ns: int, t0: int) -> None:
@@ -124,11 +125,16 @@ class Exchange:
         self.error_type: str | None = None
         self.tenant: str | None = None  # from the tenant header
         self.key: str | None = None  # key_hash() of the credential, never the credential
-        self.traceparent: str | None = None
+        self.cred: str | None = None  # or the credential itself, for the builder to hash (never stored)
+        self.traceparent: str | None = None  # the caller's, when the trace id comes from it
         self.headers: dict[str, str] | None = None  # response headers the protocol asked for
         self.encoding: str | None = None  # the reply's Content-Encoding, if any
-        self.trace_id: int | None = None  # in-process instrumentation: the ids of the request's server span
-        self.span_id: int | None = None
+        self.trace_id: int | None = None  # the record's ids when known at the start: the proxy's own, or
+        self.span_id: int | None = None  # (in-process instrumentation) those of the request's server span
+        self.progress = 0  # proxy: reply chunks so far, and what its timeout sweep saw of them
+        self.swept = -1
+        self.quiet_since = 0.0
+        self.timed_out = False
 
     def observe(self, chunk: bytes, streaming: bool) -> None:
         """Hot path, once per reply chunk: time to first content, content events, the kept copy."""
@@ -183,7 +189,7 @@ class RecordBuilder:
             provider=self.provider or proto.provider,
             endpoint=ex.path,
             server_address=self.server_address,
-            tenant=ex.tenant or x.user or ex.key,
+            tenant=ex.tenant or x.user or ex.key or (key_hash(ex.cred) if ex.cred else None),
             error_type=error_type,
             finish_reason=x.finish_reason,
             streaming=ex.kind in ("sse", "ndjson"),

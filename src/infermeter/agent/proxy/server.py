@@ -6,8 +6,16 @@ then streams the reply back chunk by chunk as it arrives, counting content event
 bounded copy of the body for the pipeline thread to parse. Nothing is logged per request.
 
 Faults: an unreachable upstream is a 502, a silent one a 504 after ``upstream_timeout_s``, both
-with a JSON body; a client that leaves cancels the upstream request. Telemetry (the pipeline) is
-fed with one ``deque.append`` and can neither fail nor slow a reply.
+with a JSON body; a client that leaves cancels the upstream request. Silence is watched by one
+sweep over the requests in flight (every ``upstream_timeout_s / 4``, at most 1 s), not by a timer
+per read: a request times out once the upstream sent nothing for ``upstream_timeout_s`` (found up to
+two sweeps late), never while the client is the one not reading. Telemetry (the pipeline) is fed with
+one ``deque.append`` and can neither fail nor slow a reply.
+
+Trace context: each request gets its span id here (and a trace id, unless the client's
+``traceparent`` names one); the upstream receives a ``traceparent`` naming that span as its parent,
+so the model server's own spans join the trace. The client's ``tracestate`` passes on with a valid
+``traceparent`` and is dropped when the proxy starts a new trace.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,31 +36,56 @@ from yarl import URL
 
 from ...config import Settings, parse_hostport
 from ...errors import ConfigError
-from .exchange import Exchange, RecordBuilder, Tap, key_hash, response_kind
+from .exchange import Exchange, RecordBuilder, Tap, response_kind
 from .routes import Router
 from .sse import UsageStripper
 
-__all__ = ["ProxyServer", "forwardable", "provider_for_host"]
+__all__ = ["ProxyServer", "forwardable", "provider_for_host", "valid_traceparent"]
 
 logger = logging.getLogger(__name__)
 
 _perf = time.perf_counter_ns
 _now = time.time_ns
+_random = random.getrandbits  # the random module reseeds itself in forked children
+_current_task = asyncio.current_task
 
 # hop-by-hop (RFC 9110 7.6.1), plus Host, which the client side sets for the next hop
 HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
                  "host", "proxy-authenticate", "proxy-authorization"})
 _REWRITTEN = frozenset({"content-length", "accept-encoding"})  # when the proxy changes the request body
+# request headers, by (the proxy rewrote the body, the client sent a valid traceparent): the proxy
+# sends its own traceparent; a tracestate without a valid traceparent is dropped with it (W3C 3.3.1)
+_DROP = {
+    (False, True): HOP | {"traceparent"},
+    (False, False): HOP | {"traceparent", "tracestate"},
+    (True, True): HOP | _REWRITTEN | {"traceparent"},
+    (True, False): HOP | _REWRITTEN | {"traceparent", "tracestate"},
+}
+# W3C trace context, version 00 (and later versions' first four fields, W3C 3.3.2.3)
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-.*)?", re.ASCII)
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
 _HOSTED = {"api.openai.com": "openai", "api.anthropic.com": "anthropic", "openrouter.ai": "openrouter",
            "api.groq.com": "groq", "api.together.xyz": "together", "api.mistral.ai": "mistral_ai",
            "api.fireworks.ai": "fireworks", "api.deepseek.com": "deepseek", "generativelanguage.googleapis.com": "gcp.gemini"}
 
 
-def forwardable(headers: Any) -> list[tuple[str, str]]:
-    """Headers minus hop-by-hop ones (and those the ``Connection`` header names)."""
+def forwardable(headers: Any, drop: frozenset[str] = HOP) -> list[tuple[str, str]]:
+    """Headers minus hop-by-hop ones (and those the ``Connection`` header names), minus ``drop``."""
     conn = headers.get("Connection")
-    drop = HOP if not conn else HOP | {t.strip().lower() for t in conn.split(",")}
+    if conn:
+        drop = drop | {t.strip().lower() for t in conn.split(",")}
     return [(k, v) for k, v in headers.items() if k.lower() not in drop]
+
+
+def valid_traceparent(tp: str | None) -> bool:
+    """Whether a ``traceparent`` header is one the proxy can continue (W3C trace context)."""
+    if not tp or len(tp) < 55 or not _TRACEPARENT.fullmatch(tp):
+        return False
+    version = tp[:2]
+    if version == "ff" or (version == "00" and len(tp) != 55):
+        return False
+    return tp[3:35] != _ZERO_TRACE and tp[36:52] != _ZERO_SPAN
 
 
 def provider_for_host(host: str | None) -> str | None:
@@ -87,6 +122,9 @@ class ProxyServer:
         self._inject = settings.inject_stream_usage
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.ServerRunner | None = None
+        self._timeout = settings.upstream_timeout_s
+        self._inflight: dict[Exchange, tuple[Any, Any]] = {}  # the requests waiting on the upstream: (task, client transport)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def url(self) -> str:
@@ -94,10 +132,11 @@ class ProxyServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        t = self.settings.upstream_timeout_s
+        t = self._timeout
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),  # one keep-alive pool, unbounded: the upstream sets the pace
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t),
+            # no sock_read: aiohttp would re-arm a timer on every read; _sweep() watches for silence instead
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=t),
             auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
         )
         limit = self._max_parse + 1
@@ -117,8 +156,13 @@ class ProxyServer:
             await self.stop()
             raise ConfigError("listen", self.settings.listen, f"cannot listen there: {e.strerror or e}") from e
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._sweep_every = min(1.0, t / 4)
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -137,22 +181,30 @@ class ProxyServer:
             ex.cancelled = True
             raise
         finally:
+            self._inflight.pop(ex, None)
             ex.t_end = _perf()
             self.pipeline.submit(self.builder, ex)
 
     async def _forward(self, request: BaseRequest, ex: Exchange) -> web.StreamResponse:
         proto = ex.protocol
         headers = request.headers
-        fwd = forwardable(headers)
         tenant = headers.get(self._tenant_header)
         if tenant:
             ex.tenant = tenant
+        else:  # hashed on the pipeline thread, and only when no better tenant turns up
+            ex.cred = headers.get("Authorization") or headers.get("X-Api-Key") or headers.get("Api-Key")
+        span = ex.span_id = _random(64) or 1
+        tp = headers.get("traceparent")
+        if tp is not None and valid_traceparent(tp):
+            ex.traceparent = tp
+            ours = f"00-{tp[3:35]}-{span:016x}-{tp[53:55]}"
+            continued = True
         else:
-            cred = headers.get("Authorization") or headers.get("X-Api-Key") or headers.get("Api-Key")
-            if cred:
-                ex.key = key_hash(cred)
-        ex.traceparent = headers.get("traceparent")
+            trace = ex.trace_id = _random(128) or 1
+            ours = f"00-{trace:032x}-{span:016x}-01"
+            continued = False
         strip = None
+        rewritten = False
         length = request.content_length
         if not request.body_exists:
             data: Any = None
@@ -165,24 +217,50 @@ class ProxyServer:
                 if self._inject:
                     new = _prepare(proto, ex.path, data)
                     if new is not None:
-                        data, strip = new, UsageStripper()
-                        fwd = [(k, v) for k, v in fwd if k.lower() not in _REWRITTEN]
+                        data, strip, rewritten = new, UsageStripper(), True
         else:  # too big to parse (or of unknown length): stream it through untouched
             data = request.content
             ex.request_bytes = length
         if proto.reads_bodies:
             ex.tap = Tap()
+        fwd = forwardable(headers, _DROP[rewritten, continued])
+        fwd.append(("traceparent", ours))
+        self._inflight[ex] = (_current_task(), request.transport)
         try:
             up = await self._session.request(  # type: ignore[union-attr]
                 request.method, URL(self.upstream + request.raw_path, encoded=True), headers=fwd, data=data)
+        except asyncio.CancelledError:
+            if not ex.timed_out:
+                raise
+            _current_task().uncancel()  # type: ignore[union-attr]
+            return self._timed_out(ex)
         except asyncio.TimeoutError as e:  # before aiohttp.ClientError: ServerTimeoutError is both
-            ex.status_code, ex.error_type = 504, "upstream_timeout"
-            return _error(504, "upstream_timeout", f"infermeter proxy: upstream {self.upstream} did not answer "
-                          f"within {self.settings.upstream_timeout_s:g}s ({type(e).__name__})")
+            return self._timed_out(ex, type(e).__name__)
         except (aiohttp.ClientError, OSError) as e:
             ex.status_code, ex.error_type = 502, "upstream_unreachable"
             return _error(502, "upstream_unreachable", f"infermeter proxy: upstream {self.upstream} unreachable: {e}")
         return await self._relay(request, ex, up, strip)
+
+    def _timed_out(self, ex: Exchange, why: str = "no reply") -> web.Response:
+        ex.status_code, ex.error_type = 504, "upstream_timeout"
+        return _error(504, "upstream_timeout", f"infermeter proxy: upstream {self.upstream} did not answer "
+                      f"within {self._timeout:g}s ({why})")
+
+    def _sweep(self) -> None:
+        """Time out the requests whose upstream sent nothing for ``upstream_timeout_s``; re-arms itself."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        limit = self._timeout
+        for ex, (task, transport) in list(self._inflight.items()):
+            if ex.progress != ex.swept:  # bytes came since the last sweep (or this is the first)
+                ex.swept, ex.quiet_since = ex.progress, now
+            elif now - ex.quiet_since >= limit and not ex.timed_out:
+                if transport is not None and transport.get_write_buffer_size():
+                    ex.quiet_since = now  # the client is not reading: the upstream waits on it, not silent
+                    continue
+                ex.timed_out = True
+                task.cancel()
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     async def _relay(self, request: BaseRequest, ex: Exchange, up: aiohttp.ClientResponse,
                      strip: UsageStripper | None) -> web.StreamResponse:
@@ -206,6 +284,7 @@ class ProxyServer:
         try:
             await resp.prepare(request)
             async for chunk in up.content.iter_any():
+                ex.progress += 1
                 observe(chunk, streaming)
                 if strip is not None:
                     chunk = strip.feed(chunk)
@@ -225,7 +304,13 @@ class ProxyServer:
                     sent += len(rest)
         except asyncio.CancelledError:
             up.close()
-            raise
+            if not ex.timed_out:
+                raise
+            _current_task().uncancel()  # type: ignore[union-attr]
+            ex.error_type = "upstream_timeout"  # silent mid-reply: the client must see a cut reply
+            if request.transport is not None:
+                request.transport.close()
+            return resp
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
             up.close()
             if isinstance(e, ConnectionError) and (request.transport is None or request.transport.is_closing()):

@@ -101,3 +101,27 @@ def test_routes_setting_rejects_junk():
     with pytest.raises(ConfigError, match="start with"):
         Settings.load(environ={"INFERMETER_PROXY_ROUTES": "x=openai"})
 
+
+
+def test_serve_tunes_the_collector_while_it_serves_and_restores_it(upstream, tmp_path):
+    import gc
+    import threading
+
+    from infermeter.agent.proxy import serve
+    from infermeter.config import Settings
+
+    settings = Settings.load(environ={}, db=str(tmp_path / "gc.duckdb"), api="off", sampling=False,
+                             upstream=upstream.url, listen="127.0.0.1:0")
+    before = gc.get_threshold()
+    ready, stop, seen = threading.Event(), threading.Event(), {}
+    t = threading.Thread(target=serve, args=(settings,), kwargs={"ready": ready, "stop": stop, "announce": False})
+    t.start()
+    try:
+        assert ready.wait(30)
+        seen["threshold"], seen["frozen"] = gc.get_threshold(), gc.get_freeze_count()
+    finally:
+        stop.set()
+        t.join(30)
+    expected = (10_000, *before[1:]) if before[0] == 700 else before  # a threshold someone set is kept
+    assert seen["threshold"] == expected and seen["frozen"] > 10_000  # start-up's objects are out of the way
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -163,7 +163,7 @@ def main() -> int:
     out["async_no_export"] = report("async, no trace export", measure(async_cases(bare_provider), args.calls, args.repeats))
     # 2. An SDK TracerProvider installed globally: @track records a real span per call too.
     trace.set_tracer_provider(sdk_provider())
-    decorator._tracer_cache = (None, None)
+    decorator._tracer_cache = (None, None, None)
     out["sync_sdk"] = report("sync, SDK provider     ", measure(sync_cases(bare_provider), args.calls, args.repeats))
     out["async_sdk"] = report("async, SDK provider    ", measure(async_cases(bare_provider), args.calls, args.repeats))
     agent = infermeter.force_flush(60) and None

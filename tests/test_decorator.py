@@ -380,3 +380,78 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans):
     assert (s.attributes["gen_ai.usage.cost.currency"], s.attributes["gen_ai.usage.cost.source"]) == ("USD", "catalog")
     assert spans["my-finetune"].attributes["gen_ai.usage.cost.source"] == "unpriced"
     assert "gen_ai.usage.cost.amount" not in spans["my-finetune"].attributes
+
+
+def test_user_code_can_use_the_current_span_on_the_fast_path(agent, sdk_spans):
+    """With only SDK Batch/Simple processors, @track builds its span itself (see agent/live_span.py);
+    to user code inside the call it must still be a recording, current span that keeps what is set."""
+    from infermeter.agent.live_span import LiveSpan
+
+    tracer = trace.get_tracer("user")
+    seen = {}
+
+    @infermeter.track(model="llama-3-8b", provider="vllm")
+    def f():
+        span = trace.get_current_span()
+        seen["type"] = type(span)
+        assert span.is_recording()
+        span.set_attribute("user.key", "v")
+        span.set_attributes({"user.n": 3, "user.bad": object()})  # validated as the SDK validates
+        span.add_event("retrieved", {"docs": 4})
+        span.record_exception(KeyError("k"))
+        span.update_name("chat llama-3-8b (renamed)")
+        with tracer.start_as_current_span("user-child"):
+            pass
+        return OPENAI_RESULT
+
+    with tracer.start_as_current_span("request") as outer:
+        f()
+    assert seen["type"] is LiveSpan
+    spans = {s.name: s for s in sdk_spans.get_finished_spans()}
+    s = spans["chat llama-3-8b (renamed)"]
+    assert s.parent.span_id == outer.get_span_context().span_id and s.context.trace_id == outer.get_span_context().trace_id
+    assert spans["user-child"].parent.span_id == s.context.span_id
+    assert s.kind == trace.SpanKind.CLIENT and s.status.status_code == trace.StatusCode.UNSET
+    a = s.attributes
+    assert (a["user.key"], a["user.n"], a["user.bad"]) == ("v", 3, None)  # what the SDK does with an invalid value
+    assert (a["gen_ai.operation.name"], a["gen_ai.request.model"], a["gen_ai.provider.name"]) == ("chat", "llama-3-8b", "vllm")
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (12, 7)
+    assert [e.name for e in s.events] == ["retrieved", "exception"]
+    assert s.events[1].attributes["exception.type"] == "KeyError"
+    assert s.end_time > s.start_time and s.resource is not None
+    (row,) = [r for r in rows(agent) if r["request_model"] == "llama-3-8b"]
+    assert (row["trace_id"], row["span_id"]) == (s.context.trace_id, s.context.span_id)
+
+
+def test_custom_processors_and_samplers_keep_the_sdk_semantics(agent, monkeypatch):
+    """A processor that works at on_start makes @track use the SDK's own Span; a sampler that
+    drops makes no span; a processor added later is honoured from the next call on."""
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    class Stamp(SpanProcessor):
+        def on_start(self, span, parent_context=None):
+            span.set_attribute("stamped", True)
+
+    @infermeter.track(model="m")
+    def f():
+        return type(trace.get_current_span()).__name__
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    assert f() == "LiveSpan"
+    provider.add_span_processor(Stamp())  # added while in use: the next call takes the SDK path
+    assert f() == "_Span"
+    first, second = exporter.get_finished_spans()
+    assert "stamped" not in first.attributes and second.attributes["stamped"] is True
+
+    dropping = TracerProvider(sampler=ALWAYS_OFF)
+    dropping.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", dropping)
+    exporter.clear()
+    assert f() == "NonRecordingSpan"
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()
+    dropping.shutdown()

@@ -23,6 +23,7 @@ from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
 
 from ..records import InferenceRecord, Operation, Source, Status, new_request_id
 from . import runtime
+from .live_span import LiveSpan, fast_tracer
 from .usage import Usage, extract_usage
 
 __all__ = ["track", "measure", "current_call", "Call"]
@@ -39,29 +40,48 @@ _CURRENT: contextvars.ContextVar["Call | None"] = contextvars.ContextVar("inferm
 # trace.get_tracer_provider() looks up os.environ on every call (~1 µs); the API's global is read
 # directly instead, with the public function as the fallback should that private name go away.
 _NO_PROVIDER = object()
-_tracer_cache: tuple[Any, Any] = (_NO_PROVIDER, None)
+_tracer_cache: tuple[Any, Any, Any] = (_NO_PROVIDER, None, None)  # provider, tracer, FastTracer | None
 _HAS_GLOBAL = hasattr(trace, "_TRACER_PROVIDER")
 
 
 def _tracer() -> Any:
+    """The tracer of the global provider, when it records (else None); cached per provider."""
+    return _tracers()[0]
+
+
+def _tracers() -> tuple[Any, Any]:
+    """(tracer, FastTracer or None): see :mod:`.live_span` for when the fast path is taken."""
     global _tracer_cache
     provider = trace._TRACER_PROVIDER if _HAS_GLOBAL else trace.get_tracer_provider()
-    cached_provider, tracer = _tracer_cache
+    cached_provider, tracer, fast = _tracer_cache
     if provider is cached_provider:
-        return tracer
+        if fast is not None and not fast.still_safe():
+            fast = _set_cache(provider, tracer)
+        return tracer, fast
     if provider is None:  # nothing set in code: the environment may still name a provider
         provider = trace.get_tracer_provider()
         if isinstance(provider, (ProxyTracerProvider, trace.NoOpTracerProvider)):
-            _tracer_cache = (None, None)
-            return None
+            _tracer_cache = (None, None, None)
+            return None, None
     if isinstance(provider, (ProxyTracerProvider, trace.NoOpTracerProvider)):
         tracer = None
     else:
         from .. import __version__
 
         tracer = provider.get_tracer("infermeter", __version__)
-    _tracer_cache = (provider, tracer)
-    return tracer
+    return tracer, _set_cache(provider, tracer)
+
+
+def _set_cache(provider: Any, tracer: Any) -> Any:
+    global _tracer_cache
+    fast = None
+    if tracer is not None:
+        try:
+            fast = fast_tracer(tracer)
+        except Exception as e:  # noqa: BLE001 - an SDK we do not know: its own path
+            _warn_once("inspecting the tracer", e)
+    _tracer_cache = (provider, tracer, fast)
+    return fast
 
 
 def _warn_once(what: str, e: BaseException, _seen: set = set()) -> None:  # noqa: B006 - deliberate
@@ -151,10 +171,15 @@ def current_call() -> Call | None:
 
 def _begin(spec: _Spec) -> Call:
     call = Call(spec)
-    tracer = _tracer()
+    tracer, fast = _tracers()
     if tracer is not None:
         try:
-            span = tracer.start_span(spec.span_name, kind=SpanKind.CLIENT, attributes=spec.attrs)
+            if fast is not None:
+                span = fast.start(spec.span_name, spec.attrs)
+                if span is None:
+                    return call
+            else:
+                span = tracer.start_span(spec.span_name, kind=SpanKind.CLIENT, attributes=spec.attrs)
             call.span = span
             ctx = span.get_span_context()
             call.trace_id, call.span_id = ctx.trace_id, ctx.span_id
@@ -210,7 +235,7 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
             cost = getattr(agent, "cost", None)
             if cost is not None:
                 rec = cost.pricing.price(rec)
-            _end_span(call, usage, error, rec)
+            _end_span(call, usage, error, rec, duration_ns)
         p = runtime.pipeline()
         if p is not None:
             p.submit_record(rec)
@@ -218,7 +243,7 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
         _warn_once("recording a call", e)
 
 
-def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: InferenceRecord) -> None:
+def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: InferenceRecord, duration_ns: int) -> None:
     span = call.span
     attrs: dict[str, Any] = {}
     if u is not None:
@@ -245,6 +270,10 @@ def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: Inf
         attrs["gen_ai.usage.cost.source"] = "unpriced"
     if error is not None:
         attrs["error.type"] = call.error_type
+    if span.__class__ is LiveSpan:
+        span.finish(call.start_ns, call.start_ns + duration_ns, attrs, None if error is None else str(error)[:200])
+        return
+    if error is not None:
         span.set_status(StatusCode.ERROR, str(error)[:200])
     if attrs:
         span.set_attributes(attrs)

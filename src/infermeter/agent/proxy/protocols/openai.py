@@ -81,7 +81,8 @@ class OpenAIProtocol:
         doc = body.json()
         if isinstance(doc, dict):
             _read(x, doc)
-            x.output_chars = _output_chars(doc)
+            if x.output_tokens is None:  # only an estimate needs it
+                x.output_chars = _output_chars(doc)
         elif body.complete:
             x.malformed = True
         else:  # too big to keep whole (a batch of embeddings): usage sits at the end

@@ -12,7 +12,7 @@ and one ``cost_windows`` row per second. Then times, on a file-backed store:
 The store is rolled up first, as the agent does every 10 minutes (``cost.rollups``); the report
 reads the rolled blocks plus the raw rows of the last minutes. Goal: <= 200 ms. Medians of ``--repeats`` runs after one warm-up; the machine is shared (noisy).
 
-    .venv/bin/python benchmarks/bench_summary.py [--requests 10000000] [--repeats 7] [--threads N]
+    .venv/bin/python benchmarks/bench_summary.py [--requests 10000000] [--repeats 7] [--threads N] [--memory-limit 256MB]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     ap.add_argument("--db", help="keep the generated store here (default: a temporary file)")
+    ap.add_argument("--memory-limit", default="256MB", help="DuckDB memory limit, as the agent sets it (INFERMETER_STORE_MEMORY_LIMIT); 'off' for DuckDB's default")
     ap.add_argument("--raw-reference", action="store_true", help="also time one summary before the rollups exist")
     args = ap.parse_args()
 
@@ -80,7 +81,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         path = args.db or os.path.join(d, "summary.duckdb")
         fresh = not os.path.exists(path)
-        store = open_store(path).start()
+        store = open_store(path, memory_limit=None if args.memory_limit == "off" else args.memory_limit).start()
         con = store.cursor()
         now = time.time_ns()
         span = 24 * 3600 * S

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,19 @@ def _int_or_none(v: Any) -> int | None:
 
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)\s*$", re.IGNORECASE)
+
+
+def _size_or_off(v: Any) -> str | None:
+    """A DuckDB memory size ('256MB', '1GiB') or 'off'/'none' (DuckDB's own default)."""
+    if v is None or str(v).strip().lower() in ("off", "none", ""):
+        return None
+    m = _SIZE_RE.match(str(v))
+    if not m:
+        raise ValueError("must be a size such as 256MB or 1GiB, or 'off'")
+    return f"{m.group(1)}{m.group(2).upper().replace('I', 'i')}"
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -198,6 +212,10 @@ class Settings:
     enabled: bool = _setting(True, "INFERMETER_ENABLED", _bool, "Master switch; false makes @track a pass-through.")
     queue_size: int = _setting(100_000, "INFERMETER_QUEUE_SIZE", _pos_int, "Records buffered before new ones are dropped (and counted).")
     batch_size: int = _setting(8192, "INFERMETER_BATCH_SIZE", _pos_int, "Records per store write.")
+    store_memory_limit: str | None = _setting(
+        "256MB", "INFERMETER_STORE_MEMORY_LIMIT", _size_or_off,
+        "Cap on the agent's DuckDB memory (buffer cache, queries; bigger queries spill to <db>.tmp); 'off' is DuckDB's default, 80% of RAM. A sidecar can go down to 64MB.",
+    )
     flush_interval_s: float = _setting(0.5, "INFERMETER_FLUSH_INTERVAL", _pos_float, "Seconds between pipeline drains.")
     hash_prompts: bool = _setting(True, "INFERMETER_HASH_PROMPTS", _bool, "Keep a 64-bit prompt hash (never the text) for cache detection.")
     service_name: str = _setting("infermeter", "OTEL_SERVICE_NAME", _str, "service.name of exported telemetry.")

@@ -17,6 +17,7 @@ Every split is a largest-remainder split of an integer, so the identities in the
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,7 @@ from .shares import largest_remainder, union_length, usd_from_nano
 __all__ = ["Activity", "WindowPrice", "attribute_window"]
 
 _TOKEN_SCALE = 1 << 20
+_BY_ID = operator.itemgetter(0)  # Activity.request_id
 
 
 class Activity(NamedTuple):
@@ -67,7 +69,7 @@ def attribute_window(
 ) -> tuple[tuple, list[tuple]]:
     """The ``cost_windows`` row and the ``request_costs`` rows of one window."""
     length = we - ws
-    acts = sorted(activities, key=lambda a: a.request_id)
+    acts = sorted(activities, key=_BY_ID)
     spans = [(max(a.start_ns, ws), min(a.end_ns, we)) for a in acts]
     overlaps = [e - s for s, e in spans]
     if method == "tokens" and acts and all(a.tokens for a in acts):

@@ -421,6 +421,7 @@ def test_user_code_can_use_the_current_span_on_the_fast_path(agent, sdk_spans):
     assert s.end_time > s.start_time and s.resource is not None
     (row,) = [r for r in rows(agent) if r["request_model"] == "llama-3-8b"]
     assert (row["trace_id"], row["span_id"]) == (s.context.trace_id, s.context.span_id)
+    assert row["parent_span_id"] == outer.get_span_context().span_id
 
 
 def test_custom_processors_and_samplers_keep_the_sdk_semantics(agent, monkeypatch):

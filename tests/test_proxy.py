@@ -239,6 +239,7 @@ def test_one_span_per_request_in_the_callers_trace(upstream, db_path):
     (row,) = rows
     assert int.from_bytes(span.trace_id, "big") == parent_trace == row["trace_id"]
     assert int.from_bytes(span.span_id, "big") == row["span_id"]
+    assert int.from_bytes(span.parent_span_id, "big") == 0xB7AD6B7169203331 == row["parent_span_id"]  # the caller's span
     attrs = attrs_of(span)
     assert attrs["gen_ai.usage.output_tokens"] == 5 and attrs["gen_ai.request.model"] == "test-model"
     # the upstream is told the proxy's span is its parent, in the caller's trace
@@ -275,6 +276,7 @@ def test_upstream_gets_a_traceparent_naming_the_proxys_span(proxy, upstream):
         version, trace, span, flags = got["traceparent"].split("-")
         assert (version, len(trace), len(span), len(flags)) == ("00", 32, 16, 2), got["traceparent"]
         assert int(span, 16) == rec.span_id and int(trace, 16) == rec.trace_id, headers  # the record's own span
+        assert rec.parent_span_id == (parent if continued else None), headers
         if continued:
             assert rec.trace_id == tid and rec.span_id != parent
             assert flags == headers["traceparent"][53:55]

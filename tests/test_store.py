@@ -114,7 +114,8 @@ def test_big_batches_roundtrip_exactly_through_both_insert_paths(db_path):
     assert s.force_flush(10)  # two inserts: queued together they would be one Arrow batch
     s.write_records(small)
     assert s.force_flush(10)
-    got = {row[-1]: row for row in s.cursor().execute("SELECT * FROM requests").fetchall()}
+    rid_at = RECORD_FIELDS.index("request_id")
+    got = {row[rid_at]: row for row in s.cursor().execute("SELECT * FROM requests").fetchall()}
     assert len(got) == len(big) + 3
     for r in big + small:
         assert got[r.request_id] == tuple(r)

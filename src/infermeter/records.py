@@ -108,6 +108,7 @@ class InferenceRecord(NamedTuple):
     cost_source: str | None = None  # gen_ai.usage.cost.source (CostSource)
     prompt_hash: int | None = None  # signed 64-bit hash of the prompt, opt-in
     request_id: int | None = None  # random 63-bit key (new_request_id()); the store fills it if None
+    parent_span_id: int | None = None  # 64-bit: the caller's span (the current span, or a W3C traceparent)
 
     @property
     def model(self) -> str | None:
@@ -127,11 +128,12 @@ class InferenceRecord(NamedTuple):
         per-record operation, ~10x cheaper than ``replace()`` (which rebuilds all fields by name)."""
         rid = self[_ID_AT]
         return tuple.__new__(InferenceRecord, self[:_COST_AT] + (cost_usd, currency, source, self[_HASH_AT],
-                                                                  rid if rid is not None else new_request_id()))
+                                                                  rid if rid is not None else new_request_id())
+                             + self[_ID_AT + 1 :])
 
 
 RECORD_FIELDS: tuple[str, ...] = InferenceRecord._fields
 _COST_AT = RECORD_FIELDS.index("cost_usd")
 _ID_AT = RECORD_FIELDS.index("request_id")
 _HASH_AT = RECORD_FIELDS.index("prompt_hash")
-assert RECORD_FIELDS[_COST_AT:] == ("cost_usd", "cost_currency", "cost_source", "prompt_hash", "request_id")
+assert RECORD_FIELDS[_COST_AT : _ID_AT + 1] == ("cost_usd", "cost_currency", "cost_source", "prompt_hash", "request_id")

@@ -134,6 +134,7 @@ class Call:
     span: Any = None
     trace_id: int | None = None
     span_id: int | None = None
+    parent_span_id: int | None = None
     _token: Any = None
     _ctx_token: Any = None
 
@@ -183,6 +184,9 @@ def _begin(spec: _Spec) -> Call:
             call.span = span
             ctx = span.get_span_context()
             call.trace_id, call.span_id = ctx.trace_id, ctx.span_id
+            parent = getattr(span, "parent", None)
+            if parent is not None:
+                call.parent_span_id = parent.span_id
         except Exception as e:  # noqa: BLE001
             _warn_once("starting a span", e)
     return call
@@ -297,6 +301,7 @@ def _record(call: Call, duration_ns: int, u: Usage | None) -> InferenceRecord:
         call.span_id, None if call.ttft_ns is None else call.ttft_ns / 1e9, spec.model, resp_model,
         spec.provider, spec.endpoint, None, call.tenant or spec.tenant, call.error_type, finish,
         spec.streaming, inp, out, cached, estimated, None, None, None, None, None, None, None, new_request_id(),
+        call.parent_span_id,
     )
 
 

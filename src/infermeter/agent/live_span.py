@@ -102,6 +102,11 @@ class LiveSpan(trace.Span):
     def get_span_context(self) -> SpanContext:
         return self._context
 
+    @property
+    def parent(self) -> SpanContext | None:
+        """The parent's context, as on an SDK span."""
+        return self._parent
+
     def is_recording(self) -> bool:
         return not self._ended
 

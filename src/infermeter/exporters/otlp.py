@@ -225,9 +225,12 @@ def record_span(r: InferenceRecord, resource: Any, scope: Any = None, ids: tuple
     ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
     status = OtelStatus(StatusCode.ERROR, r.error_type) if r.status == Status.ERROR else _UNSET
     model = r.model
+    parent = (SpanContext(trace_id, r.parent_span_id, is_remote=r.source != Source.DECORATOR, trace_flags=_SAMPLED)
+              if r.parent_span_id and r.span_id is not None else None)
     return ReadableSpan(
         name=f"{r.operation} {model}" if model else r.operation,
         context=ctx,
+        parent=parent,
         resource=resource,
         attributes=record_attributes(r),
         kind=SpanKind.CLIENT,

@@ -174,6 +174,7 @@ def span_to_record(ws: WireSpan) -> InferenceRecord | None:
         cost_source=cost_source,
         prompt_hash=_int_attr(a, "infermeter.prompt_hash"),
         request_id=rid if rid is not None and 0 <= rid < 2**63 else new_request_id(),
+        parent_span_id=ws.parent_span_id or None,
     )
 
 

@@ -204,6 +204,7 @@ class RecordBuilder:
             cost_currency="USD" if x.cost_usd is not None else None,
             cost_source=CostSource.PROVIDER if x.cost_usd is not None else None,
             prompt_hash=hash_prompt(x.prompt) if self.hash_prompts else None,
+            parent_span_id=_parent_id_from(ex.traceparent) if ex.traceparent else None,
         )
 
 
@@ -224,6 +225,17 @@ def _tokens(ex: Exchange, x: Extracted, cancelled: bool) -> tuple[int | None, in
     if inp is None and out is not None and x.prompt is not None:
         inp, estimated = math.ceil(prompt_size(x.prompt) / 4), True
     return inp, out, estimated
+
+
+def _parent_id_from(traceparent: str) -> int | None:
+    """The parent span id of a valid W3C ``traceparent`` header (its third field), if it is one."""
+    if _trace_id_from(traceparent) is None:
+        return None
+    try:
+        sid = int(traceparent.strip().split("-")[2], 16)
+    except ValueError:
+        return None
+    return sid or None
 
 
 def _trace_id_from(traceparent: str | None) -> int | None:

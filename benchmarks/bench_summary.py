@@ -12,7 +12,7 @@ and one ``cost_windows`` row per second. Then times, on a file-backed store:
 The store is rolled up first, as the agent does every 10 minutes (``cost.rollups``); the report
 reads the rolled blocks plus the raw rows of the last minutes. Goal: <= 200 ms. Medians of ``--repeats`` runs after one warm-up; the machine is shared (noisy).
 
-    .venv/bin/python benchmarks/bench_summary.py [--requests 10000000] [--repeats 7] [--threads N] [--memory-limit 256MB]
+    .venv/bin/python benchmarks/bench_summary.py [--requests 10000000] [--repeats 7] [--threads N] [--memory-limit 64MB]
 """
 
 from __future__ import annotations
@@ -28,19 +28,27 @@ S = 10**9
 
 GENERATE = [
     """
-    INSERT INTO requests
+    INSERT INTO requests BY NAME
     SELECT $t0 + i * ($span_ns // $n) + (hash(i) % 1000000)::BIGINT         AS start_time_ns,
            0.05 + (hash(i * 3) % 5000) / 1000.0                             AS duration_s,
-           CASE WHEN i % 10 = 0 THEN 'embeddings' ELSE 'chat' END,
-           'decorator', CASE WHEN i % 97 = 0 THEN 'error' ELSE 'ok' END,
-           NULL, NULL, (hash(i * 5) % 800) / 1000.0,
-           'model-' || (i % 12), NULL, CASE WHEN i % 12 < 3 THEN 'openai' ELSE 'vllm' END,
-           '/v1/chat/completions', NULL, 'tenant-' || (i % 50), NULL, 'stop', (i % 2 = 0),
-           (hash(i * 7) % 2000)::INTEGER, (hash(i * 11) % 500)::INTEGER, NULL, false, NULL, NULL, 200,
-           CASE WHEN i % 12 = 2 THEN NULL ELSE ((hash(i * 13) % 100000) / 1e9)::DECIMAL(18, 9) END,
-           'USD',
-           CASE WHEN i % 12 = 2 THEN 'unpriced' WHEN i % 12 < 2 THEN 'catalog' ELSE 'gpu_time' END,
-           NULL, i::UBIGINT
+           CASE WHEN i % 10 = 0 THEN 'embeddings' ELSE 'chat' END                AS operation,
+           'decorator'                                                      AS source,
+           CASE WHEN i % 97 = 0 THEN 'error' ELSE 'ok' END                  AS status,
+           (hash(i * 5) % 800) / 1000.0                                     AS ttft_s,
+           'model-' || (i % 12)                                             AS request_model,
+           CASE WHEN i % 12 < 3 THEN 'openai' ELSE 'vllm' END               AS provider,
+           '/v1/chat/completions'                                           AS endpoint,
+           'tenant-' || (i % 50)                                            AS tenant,
+           'stop'                                                           AS finish_reason,
+           (i % 2 = 0)                                                      AS streaming,
+           (hash(i * 7) % 2000)::INTEGER                                    AS input_tokens,
+           (hash(i * 11) % 500)::INTEGER                                    AS output_tokens,
+           false                                                            AS tokens_estimated,
+           200                                                              AS http_status,
+           CASE WHEN i % 12 = 2 THEN NULL ELSE ((hash(i * 13) % 100000) / 1e9)::DECIMAL(18, 9) END AS cost_usd,
+           'USD'                                                            AS cost_currency,
+           CASE WHEN i % 12 = 2 THEN 'unpriced' WHEN i % 12 < 2 THEN 'catalog' ELSE 'gpu_time' END AS cost_source,
+           i::UBIGINT                                                       AS request_id
     FROM range($n) t(i)
     """,
     """
@@ -70,7 +78,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     ap.add_argument("--db", help="keep the generated store here (default: a temporary file)")
-    ap.add_argument("--memory-limit", default="256MB", help="DuckDB memory limit, as the agent sets it (INFERMETER_STORE_MEMORY_LIMIT); 'off' for DuckDB's default")
+    ap.add_argument("--memory-limit", default="64MB", help="DuckDB memory limit, as the agent sets it (INFERMETER_STORE_MEMORY_LIMIT); 'off' for DuckDB's default")
     ap.add_argument("--raw-reference", action="store_true", help="also time one summary before the rollups exist")
     args = ap.parse_args()
 

@@ -155,15 +155,15 @@ def test_writer_gathers_rows_and_writes_them_within_the_delay_unasked(db_path):
 
 def test_the_agent_caps_duckdb_memory(tmp_path):
     """DuckDB's own default is 80% of RAM: an agent inside someone's inference process caps it
-    (INFERMETER_STORE_MEMORY_LIMIT, 256MB by default); 'off' leaves DuckDB's default."""
+    (INFERMETER_STORE_MEMORY_LIMIT, 64MB by default); 'off' leaves DuckDB's default."""
     from infermeter.agent.agent import Agent
     from infermeter.config import Settings
 
     agent = Agent(Settings.load({}, db=str(tmp_path / "a.duckdb"), api=None, sampling=False)).start()
     try:
-        assert agent.store.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"
+        assert agent.store.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] == "61.0 MiB"
     finally:
         agent.shutdown()
     s = open_store(str(tmp_path / "b.duckdb"), memory_limit=None)
-    assert s.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] != "244.1 MiB"
+    assert s.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] != "61.0 MiB"
     s.shutdown()

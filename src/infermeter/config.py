@@ -213,8 +213,8 @@ class Settings:
     queue_size: int = _setting(100_000, "INFERMETER_QUEUE_SIZE", _pos_int, "Records buffered before new ones are dropped (and counted).")
     batch_size: int = _setting(8192, "INFERMETER_BATCH_SIZE", _pos_int, "Records per store write.")
     store_memory_limit: str | None = _setting(
-        "256MB", "INFERMETER_STORE_MEMORY_LIMIT", _size_or_off,
-        "Cap on the agent's DuckDB memory (buffer cache, queries; bigger queries spill to <db>.tmp); 'off' is DuckDB's default, 80% of RAM. A sidecar can go down to 64MB.",
+        "64MB", "INFERMETER_STORE_MEMORY_LIMIT", _size_or_off,
+        "Cap on the agent's DuckDB memory (buffer cache, checkpoints, queries; bigger queries spill to <db>.tmp); 'off' is DuckDB's default, 80% of RAM.",
     )
     flush_interval_s: float = _setting(0.5, "INFERMETER_FLUSH_INTERVAL", _pos_float, "Seconds between pipeline drains.")
     hash_prompts: bool = _setting(True, "INFERMETER_HASH_PROMPTS", _bool, "Keep a 64-bit prompt hash (never the text) for cache detection.")

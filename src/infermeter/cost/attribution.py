@@ -375,8 +375,8 @@ class Activities:
         intern = self._intern
         gpu_time = CostSource.GPU_TIME
         for r in records:
-            if r.__class__ is not InferenceRecord:
-                r = InferenceRecord(*(getattr(r, f) for f in InferenceRecord._fields))
+            if r.__class__ is not InferenceRecord:  # a record-like object (tests, older producers)
+                r = InferenceRecord(*(getattr(r, f, None) for f in InferenceRecord._fields))
             src, rid, start, dur, inp, out, req_model, resp_model, tenant, endpoint, op = _ACTIVITY_FIELDS(r)
             if src != gpu_time or rid is None:
                 continue

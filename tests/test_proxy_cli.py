@@ -103,7 +103,7 @@ def test_routes_setting_rejects_junk():
 
 
 
-def test_serve_tunes_the_collector_while_it_serves_and_restores_it(upstream, tmp_path):
+def test_serve_tunes_the_collector_and_the_gil_while_it_serves_and_restores_them(upstream, tmp_path):
     import gc
     import threading
 
@@ -112,16 +112,21 @@ def test_serve_tunes_the_collector_while_it_serves_and_restores_it(upstream, tmp
 
     settings = Settings.load(environ={}, db=str(tmp_path / "gc.duckdb"), api="off", sampling=False,
                              upstream=upstream.url, listen="127.0.0.1:0")
+    import sys
+
     before = gc.get_threshold()
+    switch = sys.getswitchinterval()
     ready, stop, seen = threading.Event(), threading.Event(), {}
     t = threading.Thread(target=serve, args=(settings,), kwargs={"ready": ready, "stop": stop, "announce": False})
     t.start()
     try:
         assert ready.wait(30)
         seen["threshold"], seen["frozen"] = gc.get_threshold(), gc.get_freeze_count()
+        seen["switch"] = sys.getswitchinterval()
     finally:
         stop.set()
         t.join(30)
     expected = (10_000, *before[1:]) if before[0] == 700 else before  # a threshold someone set is kept
     assert seen["threshold"] == expected and seen["frozen"] > 10_000  # start-up's objects are out of the way
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    assert seen["switch"] == 0.001 and sys.getswitchinterval() == switch  # GIL hand-offs every 1 ms while serving

@@ -456,3 +456,28 @@ def test_custom_processors_and_samplers_keep_the_sdk_semantics(agent, monkeypatc
     assert exporter.get_finished_spans() == ()
     provider.shutdown()
     dropping.shutdown()
+
+
+def test_fast_path_span_context_matches_the_sdks():
+    """Ids, flags and trace state as the SDK's own Tracer would make them (root and child)."""
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from infermeter.agent.live_span import fast_tracer
+
+    for sampler in (None, ParentBased(TraceIdRatioBased(0.5))):
+        provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        tracer = provider.get_tracer("t")
+        fast = fast_tracer(tracer)
+        assert fast is not None
+        for _ in range(20):
+            sdk_root, live_root = tracer.start_span("a"), fast.start("a", {})
+            assert sdk_root.get_span_context().trace_flags.sampled == live_root.get_span_context().trace_flags.sampled \
+                or sampler is not None  # a ratio sampler decides per trace id
+            assert int(sdk_root.get_span_context().trace_flags) & ~1 == int(live_root.get_span_context().trace_flags) & ~1
+            with trace.use_span(sdk_root):
+                child = fast.start("b", {})
+            assert child.get_span_context().trace_id == sdk_root.get_span_context().trace_id
+            assert child.get_span_context().trace_flags == sdk_root.get_span_context().trace_flags  # parent-based
+            sdk_root.end()
+        provider.shutdown()

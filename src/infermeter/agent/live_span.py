@@ -33,6 +33,7 @@ from opentelemetry.trace.status import Status, StatusCode
 __all__ = ["FastTracer", "LiveSpan", "fast_tracer"]
 
 _UNSET = Status(StatusCode.UNSET)
+_RANDOM_FLAG = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C trace context level 2; SDKs before ~1.40 lack it
 
 
 class FastTracer:
@@ -64,7 +65,7 @@ class FastTracer:
         parent = trace.get_current_span(ctx).get_span_context()
         if parent.is_valid:
             trace_id = parent.trace_id
-            random_id = parent.trace_flags.random_trace_id
+            random_id = getattr(parent.trace_flags, "random_trace_id", False)
         else:
             parent = None
             trace_id = self.ids.generate_trace_id()
@@ -72,7 +73,7 @@ class FastTracer:
         result = self.sampler.should_sample(ctx, trace_id, name, SpanKind.CLIENT, attributes, ())
         flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
         if random_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
+            flags |= _RANDOM_FLAG
         sc = SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False, trace_flags=TraceFlags(flags),
                          trace_state=result.trace_state)
         if not result.decision.is_recording():

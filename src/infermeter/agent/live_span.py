@@ -186,7 +186,8 @@ class LiveSpan(trace.Span):
 
 
 def _clean(attributes: Any) -> Any:
-    """User attributes, validated as the SDK validates them (invalid ones dropped, with its warning)."""
+    """User attributes, validated as the SDK validates them (an invalid value becomes what the SDK
+    makes of it, None, with its warning). The provider's span limits are not applied to them."""
     if not attributes:
         return attributes
     from opentelemetry.attributes import BoundedAttributes

@@ -49,15 +49,22 @@ def test_a_batch_gives_the_points_of_its_records_one_by_one():
     assert sum(batched._cost_totals.values()) == sum(r.cost_usd for r in recs if r.cost_usd is not None)
 
 
-def test_record_many_matches_record_value_by_value():
-    spec = [HistogramSpec("h", "s", "", (0.01, 0.1, 1, 10))]
+def test_record_many_counts_each_value_in_its_bucket():
+    """Both ways of counting (a loop for a few values, Counter over bisect for many) give the
+    buckets, sum, count, min and max computed value by value here."""
+    import bisect
+
+    bounds = (0.01, 0.1, 1, 10)
     rng = random.Random(3)
     values = [rng.choice([0.01, 0.1, 1, 10, 100]) * rng.random() * 2 for _ in range(500)] + [0.1, 10, 1e9]
-    a, b = Histograms(spec), Histograms(spec)
+    h = Histograms([HistogramSpec("h", "s", "", bounds)])
+    h.record_many("h", "k", {"x": 1}, values[:5])  # the short path
+    h.record_many("h", "k", {"x": 1}, values[5:])  # the counting path
+    h.record("h", "k", {"x": 1}, 0.5)
+    values.append(0.5)
+    want = [0] * (len(bounds) + 1)
     for v in values:
-        a.record("h", "k", {"x": 1}, v)
-    b.record_many("h", "k", {"x": 1}, values[:5])  # the short path
-    b.record_many("h", "k", {"x": 1}, values[5:])  # the counting path
-    (pa,), (pb,) = a.snapshot()["h"], b.snapshot()["h"]
-    assert pa[1] == pb[1] and pa[3] == pb[3] == len(values) and pa[4:] == pb[4:]
-    assert abs(pa[2] - pb[2]) < 1e-6 * abs(pa[2])
+        want[bisect.bisect_left(bounds, v)] += 1
+    ((attrs, counts, total, n, lo, hi),) = h.snapshot()["h"]
+    assert attrs == {"x": 1} and counts == want and n == len(values)
+    assert (lo, hi) == (min(values), max(values)) and abs(total - sum(values)) < 1e-6 * sum(values)

@@ -44,13 +44,9 @@ _tracer_cache: tuple[Any, Any, Any] = (_NO_PROVIDER, None, None)  # provider, tr
 _HAS_GLOBAL = hasattr(trace, "_TRACER_PROVIDER")
 
 
-def _tracer() -> Any:
-    """The tracer of the global provider, when it records (else None); cached per provider."""
-    return _tracers()[0]
-
-
 def _tracers() -> tuple[Any, Any]:
-    """(tracer, FastTracer or None): see :mod:`.live_span` for when the fast path is taken."""
+    """(tracer of the global provider when it records, else None; FastTracer or None), cached per
+    provider: see :mod:`.live_span` for when the fast path is taken."""
     global _tracer_cache
     provider = trace._TRACER_PROVIDER if _HAS_GLOBAL else trace.get_tracer_provider()
     cached_provider, tracer, fast = _tracer_cache

@@ -64,28 +64,14 @@ class Histograms:
 
     def record(self, name: str, key: Any, attrs: dict[str, Any], value: float) -> None:
         """Add ``value`` to the point of ``key`` (a hashable stand-in for ``attrs``). Hold ``lock``."""
+        self.record_many(name, key, attrs, (value,))
+
+    def record_many(self, name: str, key: Any, attrs: dict[str, Any], values: Sequence[float]) -> None:
+        """Add ``values`` (non-empty) to the point of ``key``, a hashable stand-in for ``attrs``. Hold ``lock``."""
         points = self._points[name]
         p = points.get(key)
         if p is None:
             if len(points) >= self.max_points:  # too many attribute sets: fold the rest into one
-                key, attrs = _OVERFLOW, {"otel.metric.overflow": True}
-                p = points.get(key)
-            if p is None:
-                p = points[key] = _Point(attrs, len(self.specs[name].bounds) + 1)
-        p.counts[bisect.bisect_left(self.specs[name].bounds, value)] += 1
-        p.sum += value
-        p.count += 1
-        if value < p.min:
-            p.min = value
-        if value > p.max:
-            p.max = value
-
-    def record_many(self, name: str, key: Any, attrs: dict[str, Any], values: Sequence[float]) -> None:
-        """:meth:`record` for many values of one attribute set (non-empty). Hold ``lock``."""
-        points = self._points[name]
-        p = points.get(key)
-        if p is None:
-            if len(points) >= self.max_points:
                 key, attrs = _OVERFLOW, {"otel.metric.overflow": True}
                 p = points.get(key)
             if p is None:

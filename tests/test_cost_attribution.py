@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infermeter.config import Settings
 from infermeter.cost.attribution import Attribution
@@ -330,31 +334,86 @@ def test_requests_in_windows_not_final_yet_are_counted_as_pending(store, catalog
         cur.close()
 
 
-def test_waiting_requests_are_held_column_wise_and_come_back_whole():
-    """Attribution holds attribution_delay_s of requests in memory; they are kept as columns (about
-    40 bytes each, not a 264-byte tuple) and must come back exactly as the records said."""
-    import tracemalloc
+_reference_workload = st.fixed_dictionaries({
+    "requests": st.lists(st.tuples(st.integers(-1500, 2999), st.integers(0, 3500), st.one_of(st.none(), st.integers(0, 900)),
+                                   st.sampled_from(["m1", "m2"]), st.sampled_from([None, "acme"])), max_size=25),
+    "method": st.sampled_from(["time", "tokens"]),
+    "hourly": st.sampled_from([None, 0.5, 3.6, 97.3]),
+    "gpus": st.lists(st.tuples(st.booleans(), st.floats(50, 700)), max_size=2),
+})
 
-    from infermeter.cost.attribution import Activities
-    from infermeter.cost.windows import Activity
-    from infermeter.records import InferenceRecord
 
-    t0 = 1_700_000_000_000_000_000
-    recs = [InferenceRecord(start_time_ns=t0 + i, duration_s=0.5 if i % 4 else 0.0, cost_source="gpu_time",
-                            request_model=None if i % 3 else "m", response_model="m-resp", tenant=f"t{i % 2}",
-                            endpoint="/v1/chat/completions", operation="chat", request_id=i + 1,
-                            input_tokens=None if i % 5 == 0 else 10, output_tokens=None if i % 5 in (0, 1) else i)
-            for i in range(20_000)]
-    others = [recs[0].with_cost(None, None, "unpriced"), recs[1]._replace(request_id=None)]
-    tracemalloc.start()
-    acts = Activities()
-    acts.add_records(recs + others)
-    used, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert len(acts) == len(recs)  # not self-hosted, or no id: not attributed
-    assert used / len(recs) < 60
-    want = [Activity(r.request_id, r.start_time_ns, max(r.start_time_ns + int(r.duration_s * 1e9), r.start_time_ns + 1),
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(w=_reference_workload)
+def test_shares_computed_in_the_store_match_the_reference_split(w, catalog):
+    """The store computes every request's shares (costs.insert_request_shares); they must be the
+    rows cost.windows.attribute_window -- the readable reference -- makes, window by window:
+    exact money and energy, the same weights and method, the same labels."""
+    from infermeter.cost.energy import window_energies
+    from infermeter.cost.windows import Activity, attribute_window
+
+    with tempfile.TemporaryDirectory() as d:
+        store = open_store(os.path.join(d, "ref.duckdb")).start()
+        try:
+            clock = Clock(T0)
+            settings_ = {"attribution_weighting": w["method"], "region": "eu-west-1"}
+            if w["hourly"] is None:
+                settings_["hourly_usd"] = None
+            else:
+                settings_["hourly_usd"] = w["hourly"]
+            att = make(store, catalog, clock, **settings_)
+            att.force_flush()
+            samples = [(T0 + k * S, HOST, f"GPU-{g}", g, "X", None, None, None, None, None, watts,
+                        None, 500.0 + watts * k if counter else None, None, None)
+                       for g, (counter, watts) in enumerate(w["gpus"]) for k in range(5)]
+            store.submit("gpu_samples", samples)
+            recs = [rec(start / 1000, dur / 1000, model=m, tokens=tok, tenant=tenant)
+                    for start, dur, tok, m, tenant in w["requests"]]
+            priced = feed(store, att, catalog, *recs)
+            clock.t = T0 + 4 * S
+            att.force_flush()
+            got_windows = table(store, "cost_windows")
+            cur = store.cursor()
+            try:
+                got_rows = cur.execute("SELECT * FROM request_costs ORDER BY window_start_ns, request_id").fetchall()
+            finally:
+                cur.close()
+        finally:
+            store.shutdown()
+    acts = [Activity(r.request_id, r.start_time_ns, max(r.start_time_ns + int(r.duration_s * 1e9), r.start_time_ns + 1),
                      None if r.input_tokens is None and r.output_tokens is None else (r.input_tokens or 0) + (r.output_tokens or 0),
-                     r.request_model or r.response_model, r.tenant, r.endpoint, r.operation) for r in recs]
-    assert acts.activities() == want
-    assert acts.activity(7) == want[7]
+                     r.request_model, r.tenant, r.endpoint, r.operation) for r in priced]
+    energies = window_energies([(s[0], s[2], s[10], s[12]) for s in samples], T0, S, 4)
+    want_windows, want_rows = [], []
+    for i in range(4):
+        ws = T0 + i * S
+        window, rows = attribute_window(HOST, ws, ws + S, [a for a in acts if a.start_ns < ws + S and a.end_ns > ws],
+                                        att._price(ws, ws + S), energies[i], w["method"], 0)
+        want_windows.append(window[:-1])
+        want_rows += rows
+    assert got_windows == sorted(want_windows, key=repr)
+    assert len(got_rows) == len(want_rows)
+    for got, want in zip(got_rows, want_rows):
+        exact = [j for j in range(len(want)) if not isinstance(want[j], float)]
+        assert [got[j] for j in exact] == [want[j] for j in exact]
+        assert [got[j] for j in range(len(want)) if j not in exact] == pytest.approx(
+            [want[j] for j in range(len(want)) if j not in exact], rel=1e-12)
+
+
+def test_the_sink_keeps_no_request_in_memory(store, catalog):
+    """Shares are computed from the store, so a busy box's requests are not held between passes:
+    only late ones (starting before a window already being finalised) are noted, as a range."""
+    clock = Clock(T0)
+    att = make(store, catalog, clock)
+    att.force_flush()
+    clock.t = T0 + 5 * S
+    att.force_flush()  # windows 0..4 final (and idle)
+    feed(store, att, catalog, *[rec(5 + i / 1000, 0.01) for i in range(500)])
+    assert att._late == []
+    (late,) = feed(store, att, catalog, rec(0.5, 4.7))  # ran through the final windows
+    assert att._late == [(T0 + S // 2, T0 + S // 2 + 4_700_000_000)]
+    clock.t = T0 + 7 * S
+    att.force_flush()
+    assert att._late == [] and violations(store) == []
+    assert shares(store)[late.request_id][4] == 6  # windows 0..5, the first five recomputed
+    assert [w["requests"] for w in windows(store)][:5] == [1, 1, 1, 1, 1]

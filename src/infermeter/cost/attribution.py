@@ -1,14 +1,18 @@
 """Attribution: split the box's price and GPU energy over the requests that ran, window by window.
 
-An agent component and a pipeline sink. As a sink it keeps the self-hosted (``gpu_time``) records
-it sees, in memory; on its own thread, every sample interval, it finalises the windows that
-closed ``attribution_delay_s`` ago (aligned with the sampler, so GPU samples sit on window
-boundaries): price and energy per window, one ``cost_windows`` row, one ``request_costs`` row per
-active request (see :mod:`.windows` for the split), then ``requests.cost_usd`` of the requests
-whose last window this was. A request that arrives after its first windows were final (it ran
-longer than the delay) marks those windows dirty; they are recomputed from the store, replacing
-their rows, which is the same code path as :meth:`Attribution.recompute` -- re-running is
-idempotent. ``force_flush`` finalises every closed window now; ``shutdown`` does too, then stops.
+An agent component and a pipeline sink. Every sample interval, on its own thread, it finalises
+the windows that closed ``attribution_delay_s`` ago (aligned with the sampler, so GPU samples sit
+on window boundaries). The windows' prices and energies are worked out here, one ``cost_windows``
+row each; the requests' shares are computed by DuckDB from the stored requests, one
+``request_costs`` row per (request, window) (``costs.insert_request_shares``: the same
+largest-remainder splits as :func:`.windows.attribute_window`, which is the reference the tests
+hold the SQL to); then ``requests.cost_usd`` of the requests whose last window this was.
+
+Working from the store keeps the per-request work off Python: the sink only watches for late
+requests. A request that arrives after its first windows were final (it ran longer than the
+delay) marks those windows dirty; they are recomputed from the store, replacing their rows, which
+is the same code path as :meth:`Attribution.recompute` -- re-running is idempotent.
+``force_flush`` finalises every closed window now; ``shutdown`` does too, then stops.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import operator
 import socket
 import threading
 import time
-from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,9 +30,9 @@ from ..records import CostSource, InferenceRecord
 from ..store import queries
 from .box import BoxPrice, PriceBook, resolve_box_price
 from .catalog import Catalog
-from .energy import co2e_g_per_mj, window_energies
-from .shares import window_cost_nusd
-from .windows import Activity, WindowPrice, attribute_window
+from .energy import WindowEnergy, co2e_g_per_mj, window_energies
+from .shares import usd_from_nano, window_cost_nusd
+from .windows import WindowPrice
 
 __all__ = ["Attribution", "MAX_RESUME_GAP_S"]
 
@@ -57,10 +60,9 @@ class Attribution:
         self.box: BoxPrice | None = None
         self.stats = {"windows": 0, "request_rows": 0, "recomputed_windows": 0, "updated_requests": 0, "errors": 0}
         self._book = PriceBook([])
-        self._pending = Activities()
-        self._pending_lock = threading.Lock()
-        self._active: list[Activity] = []  # started before the watermark, still running after it
-        self._waiting: dict[int, Activities] = {}  # starting at or after the watermark, by window
+        self._late_lock = threading.Lock()
+        self._claimed = 0  # windows before this are (being) finalised: a request starting earlier is late
+        self._late: list[tuple[int, int]] = []  # (start, end) of late requests, to recompute
         self._lock = threading.RLock()
         self._origin: int | None = None
         self._watermark: int | None = None
@@ -80,8 +82,24 @@ class Attribution:
         return _Sink(self)
 
     def consume(self, records: Sequence[InferenceRecord]) -> None:
-        with self._pending_lock:
-            self._pending.add_records(records)
+        """Watch a batch (already handed to the store) for late requests and the longest duration."""
+        gpu_time = CostSource.GPU_TIME
+        with self._late_lock:
+            claimed = self._claimed
+            longest = self._max_duration_ns
+            late = self._late
+            for r in records:
+                if r.__class__ is not InferenceRecord:  # a record-like object (tests, older producers)
+                    r = InferenceRecord(*(getattr(r, f, None) for f in InferenceRecord._fields))
+                src, rid, start, dur = _LATE_FIELDS(r)
+                if src != gpu_time or rid is None:
+                    continue
+                d = int(dur * 1e9)
+                if d > longest:
+                    longest = d
+                if start < claimed:
+                    late.append((start, start + d if d > 0 else start + 1))
+            self._max_duration_ns = longest
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Attribution":
@@ -127,10 +145,9 @@ class Attribution:
             end = min(self._align(end_ns + self.interval_ns - 1), self._watermark or 0)
             if end <= start:
                 return 0
-            acts, priced = self._recompute(start, end)
-            lo = min((a.start_ns for a in acts), default=start)
-            self._finish([a.request_id for a in acts], lo, end, priced)
-            self._notify(lo, start, end)
+            priced = self._recompute(start, end)
+            lo = self._finish(start, self._watermark, priced)  # every request that touched them and has ended
+            self._notify(min(lo, start), start, end)
             return (end - start) // self.interval_ns
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -174,11 +191,14 @@ class Attribution:
             self._origin = self._watermark = last
         else:
             self._origin = self._watermark = aligned
+        with self._late_lock:
+            self._claimed = max(self._claimed, aligned)
         self._resolve_price()
         if self._watermark < aligned:
-            acts, priced = self._recompute(last, aligned)
+            start = self._watermark
+            priced = self._recompute(start, aligned)
             self._watermark = aligned
-            self._finish([a.request_id for a in acts], min((a.start_ns for a in acts), default=aligned), aligned, priced)
+            self._finish(start, aligned, priced)
 
     def _resolve_price(self) -> None:
         """Write the box's price row when it differs from the last one; load the price history."""
@@ -203,106 +223,89 @@ class Attribution:
     # -- finalisation -----------------------------------------------------------------------------------
     def _advance(self, until: int) -> None:
         """Finalise live windows up to ``until``, then recompute the windows late records touched."""
-        if until <= self._watermark and not self._pending:
+        with self._late_lock:
+            # From here on, a request starting before `until` may miss this pass: it counts as late.
+            self._claimed = max(self._claimed, until)
+            late, self._late = self._late, []
+        if until <= self._watermark and not late:
             return
-        self.store.force_flush()  # the samples (and records) written before now are readable
+        try:
+            self._finalise(until, late)
+        except BaseException:
+            with self._late_lock:  # the next pass retries them
+                self._late[:0] = late
+            raise
+
+    def _finalise(self, until: int, late: list[tuple[int, int]]) -> None:
+        self.store.force_flush()  # every record consumed before now, and the samples, are readable
         if self.box is not None and self.box.needs_gpu_count:
             self._resolve_price()
-        with self._pending_lock:
-            new, self._pending = self._pending, Activities()
-        a = a0 = self._watermark
-        dirty = []
-        step = self.interval_ns
-        origin = self._origin
-        longest = self._max_duration_ns
-        waiting = self._waiting
-        for i, (s, e) in enumerate(zip(new.start_ns, new.end_ns)):
-            if e - s > longest:
-                longest = e - s
-            if s < a:
-                if e > origin:
-                    dirty.append((max(origin, s - s % step), min(a, e)))
-                if e > a:
-                    self._active.append(new.activity(i))
-                # else: wholly inside final windows: the recompute below covers it
-                continue
-            w = s - s % step
-            bucket = waiting.get(w)
-            if bucket is None:
-                bucket = waiting[w] = Activities()
-            bucket.add_from(new, i)
-        self._max_duration_ns = longest
-        done_ids: list[int] = []
-        lo = a
+        a0 = self._watermark
         priced = False
-        while a < until:
+        while self._watermark < until:
+            a = self._watermark
             b = min(until, a + _CHUNK_WINDOWS * self.interval_ns)
-            acts = self._active
-            for w in sorted(k for k in waiting if k < b):
-                acts += waiting.pop(w).activities()
-            priced = self._write_windows(a, b, acts) or priced
-            finished = [x for x in acts if x.end_ns <= b]
-            done_ids += [x.request_id for x in finished]
-            lo = min([lo, *(x.start_ns for x in finished)])
-            self._active = [x for x in acts if x.end_ns > b]
-            a = self._watermark = b
+            priced = self._write_windows(a, b) or priced
+            self._watermark = b
+        lo = a0
+        dirty = [(max(self._origin, s - s % self.interval_ns), min(e, a0)) for s, e in late if e > self._origin]
         for d0, d1 in _merge(dirty):
-            racts, rpriced = self._recompute(self._align(d0), d1 if d1 % self.interval_ns == 0 else self._align(d1) + self.interval_ns)
-            done_ids += [x.request_id for x in racts]
-            lo = min([lo, *(x.start_ns for x in racts)])
-            priced = priced or rpriced
-            a0 = min(a0, self._align(d0))
-        self._finish(done_ids, lo, self._watermark, priced)
-        self._notify(lo, a0, self._watermark)
+            end = d1 if d1 % self.interval_ns == 0 else self._align(d1) + self.interval_ns
+            priced = self._recompute(d0, end) or priced
+            lo = min(lo, d0)
+        first = self._finish(lo, self._watermark, priced)
+        self._notify(min(first, lo), lo, self._watermark)
 
-    def _recompute(self, start: int, end: int) -> tuple[list[Activity], bool]:
-        self.store.force_flush()
+    def _recompute(self, start: int, end: int) -> bool:
+        """Replace the rows of the final windows ``[start, end)``; True when any had a price."""
+        self.store.force_flush()  # rows of these windows still queued would come back after the delete
         cur = self.store.cursor()
         try:
-            rows = queries.run(cur, "costs.activities", lo_ns=start - self._max_duration_ns - self.interval_ns,
-                               hi_ns=end, after_ns=start)
             for name in ("costs.delete_request_costs", "costs.delete_windows"):
                 queries.run(cur, name, host=self.host, start_ns=start, end_ns=end)
         finally:
             cur.close()
-        acts = [Activity(r["request_id"], r["start_ns"], max(r["end_ns"], r["start_ns"] + 1), r["tokens"],
-                         r["model"], r["tenant"], r["endpoint"], r["operation"]) for r in rows]
         priced = False
         for a in range(start, end, _CHUNK_WINDOWS * self.interval_ns):
-            priced = self._write_windows(a, min(end, a + _CHUNK_WINDOWS * self.interval_ns), acts) or priced
+            priced = self._write_windows(a, min(end, a + _CHUNK_WINDOWS * self.interval_ns)) or priced
         self.stats["recomputed_windows"] += (end - start) // self.interval_ns
-        return acts, priced
+        return priced
 
-    def _write_windows(self, a: int, b: int, acts: Sequence[Activity]) -> bool:
-        """Compute and queue the rows of windows ``[a, b)``; True when any window had a price."""
+    def _write_windows(self, a: int, b: int) -> bool:
+        """Write the rows of windows ``[a, b)``; True when any window had a price.
+
+        The window rows are queued on the store's writer; the shares are inserted at once, so
+        that :meth:`_finish` can sum them."""
         step = self.interval_ns
         n = (b - a) // step
-        buckets: list[list[Activity]] = [[] for _ in range(n)]
-        for act in acts:
-            i0 = max(0, (act.start_ns - a) // step)
-            i1 = min(n, -(-(act.end_ns - a) // step))
-            for i in range(i0, i1):
-                buckets[i].append(act)
+        bounds = {"lo_ns": a - self._max_duration_ns - step, "a_ns": a, "b_ns": b, "step_ns": step}
         cur = self.store.cursor()
         try:
+            active = {r["ws"]: r for r in queries.run(cur, "costs.window_activity", **bounds)}
             samples = queries.run(cur, "costs.gpu_energy_samples", host=self.host, lo_ns=a - step // 2, hi_ns=b + step // 2 + 1)
+            energies = window_energies(((s["ts_ns"], s["gpu_uuid"], s["power_w"], s["energy_j"]) for s in samples), a, step, n)
+            now = self.clock()
+            windows = []
+            params: dict[str, list] = {k: [] for k in ("ws", "cost_n", "usage_n", "energy_mj", "by_tokens", "gpus", "co2", "busy_s")}
+            priced = False
+            for i in range(n):
+                ws = a + i * step
+                price = self._price(ws, ws + step)
+                priced = priced or price.cost_nusd is not None
+                act = active.get(ws)
+                window, shares = _window_row(self.host, ws, step, act, price, energies[i], self.method, now)
+                windows.append(window)
+                if shares is not None:
+                    for k, v in zip(params, shares):
+                        params[k].append(v)
+            self.store.submit("cost_windows", windows)
+            rows = 0
+            if params["ws"]:
+                rows = cur.execute(queries.sql("costs.insert_request_shares"), {**params, **bounds, "host": self.host}).fetchone()[0]
         finally:
             cur.close()
-        energies = window_energies(((s["ts_ns"], s["gpu_uuid"], s["power_w"], s["energy_j"]) for s in samples), a, step, n)
-        now = self.clock()
-        windows, rows = [], []
-        priced = False
-        for i in range(n):
-            ws = a + i * step
-            price = self._price(ws, ws + step)
-            priced = priced or price.cost_nusd is not None
-            w, r = attribute_window(self.host, ws, ws + step, buckets[i], price, energies[i], self.method, now)
-            windows.append(w)
-            rows.extend(r)
-        self.store.submit("cost_windows", windows)
-        self.store.submit("request_costs", rows)
         self.stats["windows"] += n
-        self.stats["request_rows"] += len(rows)
+        self.stats["request_rows"] += rows
         return priced
 
     def _price(self, ws: int, we: int) -> WindowPrice:
@@ -317,17 +320,26 @@ class Attribution:
         for fn in self.listeners:
             fn(requests_from_ns, windows_from_ns, windows_to_ns)
 
-    def _finish(self, ids: list[int], lo: int, hi: int, priced: bool) -> None:
-        """Write the requests' totals (sum of their allocation shares) once their rows are stored."""
-        if not ids or not priced:
-            return
+    def _finish(self, from_ns: int, hi_ns: int, priced: bool) -> int:
+        """Write the totals (sum of their allocation shares) of the requests whose last window is
+        now final: those ending in ``(from_ns, hi_ns]``. Returns the earliest start among them
+        (``from_ns`` when none)."""
+        if not priced:
+            return from_ns
         self.store.force_flush()
+        lo = self._align(from_ns - self._max_duration_ns) - self.interval_ns
+        params = {"lo_ns": lo, "from_ns": from_ns, "hi_ns": hi_ns}
         cur = self.store.cursor()
         try:
-            queries.run(cur, "costs.update_request_totals", host=self.host, ids=ids, lo_ns=self._align(lo), hi_ns=hi)
+            first = queries.run_one(cur, "costs.finished_min_start", **params)["start_ns"]
+            if first is None:
+                return from_ns
+            n = cur.execute(queries.sql("costs.update_finished_totals"),
+                            {**params, "host": self.host, "step_ns": self.interval_ns}).fetchone()[0]
         finally:
             cur.close()
-        self.stats["updated_requests"] += len(ids)
+        self.stats["updated_requests"] += n
+        return first
 
 
 class _Sink:
@@ -342,66 +354,41 @@ _PRICE_COLS = ("hourly_usd", "cloud", "instance_type", "pricing", "gpu_type", "g
 
 
 _F = InferenceRecord._fields.index
-_ACTIVITY_FIELDS = operator.itemgetter(_F("cost_source"), _F("request_id"), _F("start_time_ns"), _F("duration_s"),
-                                       _F("input_tokens"), _F("output_tokens"), _F("request_model"), _F("response_model"),
-                                       _F("tenant"), _F("endpoint"), _F("operation"))
+_LATE_FIELDS = operator.itemgetter(_F("cost_source"), _F("request_id"), _F("start_time_ns"), _F("duration_s"))
 
 
-class Activities:
-    """Self-hosted requests waiting for their windows, stored column-wise.
-
-    At a few thousand requests per second, ``attribution_delay_s`` (30 s) of them are held in
-    memory. As :class:`Activity` tuples that is 264 bytes each (measured with tracemalloc:
-    31.7 MB for 120k); here it is four 8-byte integers plus one reference to a shared label tuple.
-    """
-
-    __slots__ = ("request_id", "start_ns", "end_ns", "tokens", "labels", "_intern")
-
-    def __init__(self) -> None:
-        self.request_id = array("q")
-        self.start_ns = array("q")
-        self.end_ns = array("q")
-        self.tokens = array("q")  # -1: unknown
-        self.labels: list[tuple] = []  # (model, tenant, endpoint, operation), interned
-        self._intern: dict[tuple, tuple] = {}
-
-    def __len__(self) -> int:
-        return len(self.request_id)
-
-    def add_records(self, records: Sequence[InferenceRecord]) -> None:
-        """Add the self-hosted (gpu_time) records that have an id; others are not attributed."""
-        rid_a, start_a, end_a, tok_a, labels = (self.request_id.append, self.start_ns.append, self.end_ns.append,
-                                                self.tokens.append, self.labels.append)
-        intern = self._intern
-        gpu_time = CostSource.GPU_TIME
-        for r in records:
-            if r.__class__ is not InferenceRecord:  # a record-like object (tests, older producers)
-                r = InferenceRecord(*(getattr(r, f, None) for f in InferenceRecord._fields))
-            src, rid, start, dur, inp, out, req_model, resp_model, tenant, endpoint, op = _ACTIVITY_FIELDS(r)
-            if src != gpu_time or rid is None:
-                continue
-            end = start + int(dur * 1e9)
-            rid_a(rid)
-            start_a(start)
-            end_a(end if end > start else start + 1)
-            tok_a(-1 if inp is None and out is None else (inp or 0) + (out or 0))
-            label = (req_model or resp_model, tenant, endpoint, op)
-            labels(intern.setdefault(label, label))
-
-    def add_from(self, other: "Activities", i: int) -> None:
-        self.request_id.append(other.request_id[i])
-        self.start_ns.append(other.start_ns[i])
-        self.end_ns.append(other.end_ns[i])
-        self.tokens.append(other.tokens[i])
-        self.labels.append(other.labels[i])
-
-    def activity(self, i: int) -> Activity:
-        t = self.tokens[i]
-        return Activity(self.request_id[i], self.start_ns[i], self.end_ns[i], None if t < 0 else t, *self.labels[i])
-
-    def activities(self) -> list[Activity]:
-        return [Activity(rid, s, e, None if t < 0 else t, *label)
-                for rid, s, e, t, label in zip(self.request_id, self.start_ns, self.end_ns, self.tokens, self.labels)]
+def _window_row(host: str, ws: int, step: int, act: dict | None, price: WindowPrice, energy: WindowEnergy | None,
+                method: str, now_ns: int) -> tuple[tuple, tuple | None]:
+    """A window's ``cost_windows`` row (as :func:`.windows.attribute_window` makes it) from its
+    activity aggregates, and the parameters of its shares (None: no request was active)."""
+    n = act["n"] if act else 0
+    busy = act["busy_ns"] if act else 0
+    if method != "tokens" or not n or not act["all_tokens"]:
+        method = "time"
+    cost = price.cost_nusd
+    usage_total = cost * busy // step if cost is not None else None
+    alloc_total = (cost if n else 0) if cost is not None else None
+    e_total = energy.energy_mj if energy is not None else None
+    e_busy = e_total * busy // step if e_total is not None else None
+    gpus = energy.gpu_count if energy is not None else price.gpu_count
+    busy_s = busy / 1e9
+    co2 = price.co2e_g_per_mj
+    window = (
+        host, ws, ws + step, price.hourly_usd,
+        usd_from_nano(cost),
+        usd_from_nano(usage_total),
+        usd_from_nano(cost - usage_total) if cost is not None else None,
+        usd_from_nano(alloc_total),
+        usd_from_nano(cost - alloc_total) if cost is not None else None,
+        e_total,
+        e_total - e_busy if e_total is not None else None,
+        energy.source if energy is not None else None,
+        energy.gpu_count if energy is not None else None,
+        e_total * co2 if (e_total is not None and co2 is not None) else None,
+        busy_s, n, method, now_ns,
+    )
+    shares = (ws, cost, usage_total, e_busy, method == "tokens", gpus, co2, busy_s) if n else None
+    return window, shares
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -44,6 +44,22 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def rss_parts_mb(pid: int) -> dict[str, float]:
+    """Resident memory by kind, from /proc/PID/smaps: the DuckDB library, other files, heap, anonymous."""
+    parts = {"duckdb_so": 0, "other_files": 0, "heap": 0, "anon": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            f = line.split()
+            if f and "-" in f[0] and not f[0].endswith(":"):  # a mapping's header line
+                name = f[5] if len(f) > 5 else ""
+                kind = ("duckdb_so" if "duckdb" in name else "heap" if name == "[heap]"
+                        else "other_files" if name.startswith("/") else "anon")
+            elif f and f[0] == "Rss:":
+                parts[kind] += int(f[1])
+    return {k: round(v / 1024, 1) for k, v in parts.items()}
+
+
 def wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -64,6 +80,7 @@ def main() -> int:
     ap.add_argument("--conc", type=int, default=32)
     ap.add_argument("--slice-s", type=float, default=10.0)
     ap.add_argument("--kit", default=os.environ.get("KIT", os.path.join(ROOT, "..", "shared", "bench")))
+    ap.add_argument("--smaps", action="store_true", help="also print RSS by kind (DuckDB library, files, heap, anon)")
     ap.add_argument("--infermeter", default=os.path.join(ROOT, ".venv", "bin", "infermeter"))
     a = ap.parse_args()
     kit = a.kit if os.path.isdir(a.kit) else "/work/shared/bench"
@@ -81,7 +98,8 @@ def main() -> int:
         wait_port(proxy_port, proxy)
         start = time.monotonic()
         total, i = 0, 0
-        print(f"# proxy pid {proxy.pid}, RSS at start {rss_mb(proxy.pid):.1f} MB", flush=True)
+        print(f"# proxy pid {proxy.pid}, RSS at start {rss_mb(proxy.pid):.1f} MB"
+              + (f"  {rss_parts_mb(proxy.pid)}" if a.smaps else ""), flush=True)
         while (total < a.requests or time.monotonic() - start < a.soak_s) and time.monotonic() - start < 2 * a.soak_s:
             cmd = [sys.executable, os.path.join(kit, "load.py"), f"http://127.0.0.1:{proxy_port}", "-c", str(a.conc),
                    "-d", str(a.slice_s)] + (["--stream"] if i % 2 else [])
@@ -91,7 +109,8 @@ def main() -> int:
             i += 1
             samples.append((time.monotonic() - start, total, rss_mb(proxy.pid)))
             print(f"{samples[-1][0]:7.1f}s {total:8d} requests  RSS {samples[-1][2]:7.1f} MB  "
-                  f"({'stream' if res.get('stream') else 'json'} {res['rps']:.0f}/s, errors {res['errors']})", flush=True)
+                  f"({'stream' if res.get('stream') else 'json'} {res['rps']:.0f}/s, errors {res['errors']})"
+                  + (f"  {rss_parts_mb(proxy.pid)}" if a.smaps else ""), flush=True)
     finally:
         for p in (proxy, mock):
             p.send_signal(signal.SIGTERM)

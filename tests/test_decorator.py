@@ -380,6 +380,9 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans):
     assert (s.attributes["gen_ai.usage.cost.currency"], s.attributes["gen_ai.usage.cost.source"]) == ("USD", "catalog")
     assert spans["my-finetune"].attributes["gen_ai.usage.cost.source"] == "unpriced"
     assert "gen_ai.usage.cost.amount" not in spans["my-finetune"].attributes
+    # priced ahead for the span, then by the pipeline: each call is counted once, not twice
+    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 1, "unpriced": 1}
+    assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
 
 
 def test_user_code_can_use_the_current_span_on_the_fast_path(agent, sdk_spans):

@@ -234,7 +234,7 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
             agent = runtime.current_agent()
             cost = getattr(agent, "cost", None)
             if cost is not None:
-                rec = cost.pricing.price(rec)
+                rec = cost.pricing.quote(rec)  # the pipeline prices it again, and counts it
             _end_span(call, usage, error, rec, duration_ns)
         p = runtime.pipeline()
         if p is not None:

@@ -100,12 +100,21 @@ class PricingProcessor:
         return out
 
     def price(self, rec: InferenceRecord) -> InferenceRecord:
+        """``rec`` with its cost provenance set; counted in :meth:`stats`."""
+        priced = self.quote(rec)
+        source = priced.cost_source
+        self.counts[source] += 1
+        if source == CostSource.UNPRICED and (len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models):
+            self.unpriced_models[rec.model or "(unknown)"] += 1
+        return priced
+
+    def quote(self, rec: InferenceRecord) -> InferenceRecord:
+        """:meth:`price` without counting: for a look ahead of the pipeline (the decorator puts
+        the cost on a recorded span; the pipeline prices the record again, and counts it once)."""
         if rec.cost_source == CostSource.PROVIDER and rec.cost_usd is not None:
-            self.counts[CostSource.PROVIDER] += 1
             return rec
         kind, price = self._classify(rec)
         if kind == "self":
-            self.counts[CostSource.GPU_TIME] += 1
             return _with_cost(rec, None, "USD", CostSource.GPU_TIME)
         cost = None
         if price is not None and rec.input_tokens is not None:
@@ -115,11 +124,7 @@ class PricingProcessor:
             if out is not None:
                 cost = _cost_usd(price, rec.input_tokens, out, rec.cached_tokens)
         if cost is None:
-            self.counts[CostSource.UNPRICED] += 1
-            if len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models:
-                self.unpriced_models[rec.model or "(unknown)"] += 1
             return _with_cost(rec, None, None, CostSource.UNPRICED)
-        self.counts[CostSource.CATALOG] += 1
         return _with_cost(rec, cost, "USD", CostSource.CATALOG)
 
     def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None]:

@@ -6,8 +6,9 @@ second (energy counter + power). Records and samples are written to a real DuckD
 (not timed). The timed part replays time second by second exactly as the agent's attribution
 thread does: the records that ended in that second reach the sink, then one ``run_due()`` pass
 finalises the windows that closed ``delay`` seconds ago -- price and energy per window, the
-exact splits, the rows queued to the store writer, and the requests' cost UPDATE (which waits
-for the writer, so the writer's work is inside the measurement).
+window rows queued to the store writer, the exact splits (one INSERT ... SELECT in DuckDB), and
+the requests' cost UPDATE (which waits for the writer, so the writer's work is inside the
+measurement).
 
 Keep-up factor = 1 s / mean time of a pass that finalises a fully loaded window (>= 1 keeps up;
 the idle windows after the traffic are left out, they are cheap). The process is pinned to one

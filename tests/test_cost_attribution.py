@@ -417,3 +417,67 @@ def test_the_sink_keeps_no_request_in_memory(store, catalog):
     assert att._late == [] and violations(store) == []
     assert shares(store)[late.request_id][4] == 6  # windows 0..5, the first five recomputed
     assert [w["requests"] for w in windows(store)][:5] == [1, 1, 1, 1, 1]
+
+
+def _mixed_workload(store, catalog, tmp_path, name, **settings):
+    """Windows with 1, 2, 8 and 1 requests (one spans two windows), tokens weighting; returns the tables."""
+    clock = Clock(T0)
+    att = make(store, catalog, clock, attribution_weighting="tokens", **settings)
+    att.force_flush()
+    recs = [rec(0.1, 0.2, tokens=30), rec(1.2, 0.3, tokens=10), rec(1.5, 0.9, tokens=5, tenant="acme")]
+    recs += [rec(2.0 + i / 10, 0.35, tokens=7 + i) for i in range(7)] + [rec(3.3, 0.1, tokens=3)]
+    recs = [r._replace(request_id=1000 + i) for i, r in enumerate(recs)]  # the same ids (and tie-breaks) in every run
+    feed(store, att, catalog, *recs)
+    clock.t = T0 + 5 * S
+    att.force_flush()
+    assert violations(store) == []
+    costs = sorted((r["request_id"], r["cost_usd"]) for r in store.query("requests.recent", since_ns=0, limit=100))
+    return att, table(store, "cost_windows"), table(store, "request_costs"), costs
+
+
+def test_windows_too_big_for_one_insert_are_split_in_python_the_same_way(store, catalog, tmp_path, monkeypatch):
+    """Share rows go to DuckDB in batches of windows (SHARES_PER_INSERT rows at most); a window
+    with more requests than that is split by the reference implementation in Python instead,
+    with the same result."""
+    from infermeter.cost import attribution
+
+    att, *want = _mixed_workload(store, catalog, tmp_path, "sql")
+    assert att.stats["python_splits"] == 0
+    other = open_store(str(tmp_path / "small-batches.duckdb")).start()
+    try:
+        monkeypatch.setattr(attribution, "SHARES_PER_INSERT", 2)
+        att2, *got = _mixed_workload(other, catalog, tmp_path, "python")
+    finally:
+        other.shutdown()
+    assert att2.stats["python_splits"] == 1  # the window of 8 requests (the others go in batches of <= 2 rows)
+    assert got == want
+
+
+def test_shares_that_hit_the_memory_cap_are_split_in_python(store, catalog, tmp_path, monkeypatch):
+    """DuckDB runs the splits under the agent's memory cap; when an INSERT does not fit
+    (OutOfMemoryException, injected here at the cursor), the same windows are split in Python."""
+    import duckdb
+
+    _, *want = _mixed_workload(store, catalog, tmp_path, "sql")
+    other = open_store(str(tmp_path / "oom.duckdb")).start()
+
+    class Cursor:
+        def __init__(self, cur):
+            self._cur = cur
+
+        def execute(self, sql, *params):
+            if sql.lstrip().startswith("INSERT INTO request_costs"):
+                raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin block (injected)")
+            return self._cur.execute(sql, *params)
+
+        def __getattr__(self, name):
+            return getattr(self._cur, name)
+
+    real = other.cursor
+    monkeypatch.setattr(other, "cursor", lambda: Cursor(real()))
+    try:
+        att, *got = _mixed_workload(other, catalog, tmp_path, "oom")
+    finally:
+        other.shutdown()
+    assert att.stats["python_splits"] >= 1 and att.stats["errors"] == 0
+    assert got == want

@@ -32,7 +32,7 @@ from .box import BoxPrice, PriceBook, resolve_box_price
 from .catalog import Catalog
 from .energy import WindowEnergy, co2e_g_per_mj, window_energies
 from .shares import usd_from_nano, window_cost_nusd
-from .windows import WindowPrice
+from .windows import Activity, WindowPrice, attribute_window
 
 __all__ = ["Attribution", "MAX_RESUME_GAP_S"]
 
@@ -43,6 +43,14 @@ MAX_RESUME_GAP_S = 600
 a longer gap (the agent was off; whether the box ran is unknown) is not billed."""
 
 _CHUNK_WINDOWS = 600  # windows finalised per pass, to bound memory on catch-up
+
+SHARES_PER_INSERT = 50_000
+"""Share rows per INSERT: the window functions hold the rows of their windows in memory, ~300
+bytes each (measured: one window of 150k requests fits the default 64MB cap, 250k does not).
+Windows are batched up to this; a single window above it, or a batch that still hits the cap,
+is split in Python by :func:`.windows.attribute_window` (the reference the SQL is tested against)."""
+
+_SHARE_PARAMS = ("ws", "cost_n", "usage_n", "energy_mj", "by_tokens", "gpus", "co2", "busy_s")
 
 
 class Attribution:
@@ -58,7 +66,8 @@ class Attribution:
         self.delay_ns = int(settings.attribution_delay_s * 1e9)
         self.method = settings.attribution_weighting
         self.box: BoxPrice | None = None
-        self.stats = {"windows": 0, "request_rows": 0, "recomputed_windows": 0, "updated_requests": 0, "errors": 0}
+        self.stats = {"windows": 0, "request_rows": 0, "recomputed_windows": 0, "updated_requests": 0, "python_splits": 0,
+                      "errors": 0}
         self._book = PriceBook([])
         self._late_lock = threading.Lock()
         self._claimed = 0  # windows before this are (being) finalised: a request starting earlier is late
@@ -278,15 +287,17 @@ class Attribution:
         that :meth:`_finish` can sum them."""
         step = self.interval_ns
         n = (b - a) // step
-        bounds = {"lo_ns": a - self._max_duration_ns - step, "a_ns": a, "b_ns": b, "step_ns": step}
+        lo = a - self._max_duration_ns - step
         cur = self.store.cursor()
         try:
-            active = {r["ws"]: r for r in queries.run(cur, "costs.window_activity", **bounds)}
+            active = {r["ws"]: r for r in queries.run(cur, "costs.window_activity", lo_ns=lo, a_ns=a, b_ns=b, step_ns=step)}
             samples = queries.run(cur, "costs.gpu_energy_samples", host=self.host, lo_ns=a - step // 2, hi_ns=b + step // 2 + 1)
             energies = window_energies(((s["ts_ns"], s["gpu_uuid"], s["power_w"], s["energy_j"]) for s in samples), a, step, n)
             now = self.clock()
             windows = []
-            params: dict[str, list] = {k: [] for k in ("ws", "cost_n", "usage_n", "energy_mj", "by_tokens", "gpus", "co2", "busy_s")}
+            batch: list[tuple] = []  # (shares parameters, price, energy, active requests) of windows to split
+            batch_rows = 0
+            rows = 0
             priced = False
             for i in range(n):
                 ws = a + i * step
@@ -295,18 +306,49 @@ class Attribution:
                 act = active.get(ws)
                 window, shares = _window_row(self.host, ws, step, act, price, energies[i], self.method, now)
                 windows.append(window)
-                if shares is not None:
-                    for k, v in zip(params, shares):
-                        params[k].append(v)
+                if shares is None:
+                    continue
+                if batch and batch_rows + act["n"] > SHARES_PER_INSERT:
+                    rows += self._insert_shares(cur, batch, lo, now)
+                    batch, batch_rows = [], 0
+                batch.append((shares, price, energies[i], act["n"]))
+                batch_rows += act["n"]
+            if batch:
+                rows += self._insert_shares(cur, batch, lo, now)
             self.store.submit("cost_windows", windows)
-            rows = 0
-            if params["ws"]:
-                rows = cur.execute(queries.sql("costs.insert_request_shares"), {**params, **bounds, "host": self.host}).fetchone()[0]
         finally:
             cur.close()
         self.stats["windows"] += n
         self.stats["request_rows"] += rows
         return priced
+
+    def _insert_shares(self, cur: Any, batch: list[tuple], lo: int, now: int) -> int:
+        """Insert the shares of a batch of windows (SQL); a window too big for the store's memory
+        cap is split in Python by the reference implementation instead. Returns the rows written."""
+        import duckdb  # loaded already: the store is open
+
+        step = self.interval_ns
+        a, b = batch[0][0][0], batch[-1][0][0] + step
+        bounds = {"lo_ns": lo, "a_ns": a, "b_ns": b, "step_ns": step}
+        if len(batch) > 1 or batch[0][3] <= SHARES_PER_INSERT:
+            params = dict(zip(_SHARE_PARAMS, (list(col) for col in zip(*(x[0] for x in batch)))))
+            try:
+                return cur.execute(queries.sql("costs.insert_request_shares"), {**params, **bounds, "host": self.host}).fetchone()[0]
+            except duckdb.OutOfMemoryException as e:
+                logger.info("attribution: %d windows' shares did not fit the store's memory (%s); splitting them in Python", len(batch), e)
+        self.stats["python_splits"] += 1
+        rows = queries.run(cur, "costs.activities", lo_ns=lo, hi_ns=b, after_ns=a)
+        acts = [Activity(r["request_id"], r["start_ns"], max(r["end_ns"], r["start_ns"] + 1), r["tokens"],
+                         r["model"], r["tenant"], r["endpoint"], r["operation"]) for r in rows]
+        written = 0
+        for shares, price, energy, _n in batch:
+            ws = shares[0]
+            _, out = attribute_window(self.host, ws, ws + step, [x for x in acts if x.start_ns < ws + step and x.end_ns > ws],
+                                      price, energy, self.method, now)
+            self.store.submit("request_costs", out)
+            written += len(out)
+        self.store.force_flush()  # _finish sums them
+        return written
 
     def _price(self, ws: int, we: int) -> WindowPrice:
         hit = self._book.at(ws)

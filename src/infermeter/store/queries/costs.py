@@ -50,7 +50,7 @@ QUERIES = {
                     ELSE coalesce(input_tokens, 0) + coalesce(output_tokens, 0) END AS tokens,
                coalesce(request_model, response_model) AS model, tenant, endpoint, operation
         FROM requests
-        WHERE cost_source = 'gpu_time' AND start_time_ns >= $lo_ns AND start_time_ns < $hi_ns
+        WHERE cost_source = 'gpu_time' AND request_id IS NOT NULL AND start_time_ns >= $lo_ns AND start_time_ns < $hi_ns
           AND {_END_NS} > $after_ns
     """,
     # Attribution of the windows [$a_ns, $b_ns) (aligned, $step_ns apart), in two statements (see

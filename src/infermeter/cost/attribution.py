@@ -31,8 +31,8 @@ from ..store import queries
 from .box import BoxPrice, PriceBook, resolve_box_price
 from .catalog import Catalog
 from .energy import WindowEnergy, co2e_g_per_mj, window_energies
-from .shares import usd_from_nano, window_cost_nusd
-from .windows import Activity, WindowPrice, attribute_window
+from .shares import window_cost_nusd
+from .windows import Activity, WindowPrice, attribute_window, busy_totals, window_row
 
 __all__ = ["Attribution", "MAX_RESUME_GAP_S"]
 
@@ -401,36 +401,18 @@ _LATE_FIELDS = operator.itemgetter(_F("cost_source"), _F("request_id"), _F("star
 
 def _window_row(host: str, ws: int, step: int, act: dict | None, price: WindowPrice, energy: WindowEnergy | None,
                 method: str, now_ns: int) -> tuple[tuple, tuple | None]:
-    """A window's ``cost_windows`` row (as :func:`.windows.attribute_window` makes it) from its
-    activity aggregates, and the parameters of its shares (None: no request was active)."""
+    """A window's ``cost_windows`` row from its activity aggregates (``costs.window_activity``),
+    and the parameters of its shares (None: no request was active)."""
     n = act["n"] if act else 0
     busy = act["busy_ns"] if act else 0
     if method != "tokens" or not n or not act["all_tokens"]:
         method = "time"
-    cost = price.cost_nusd
-    usage_total = cost * busy // step if cost is not None else None
-    alloc_total = (cost if n else 0) if cost is not None else None
-    e_total = energy.energy_mj if energy is not None else None
-    e_busy = e_total * busy // step if e_total is not None else None
+    window = window_row(host, ws, ws + step, price, energy, busy, n, method, now_ns)
+    if not n:
+        return window, None
+    usage_total, e_busy = busy_totals(price, energy, busy, step)
     gpus = energy.gpu_count if energy is not None else price.gpu_count
-    busy_s = busy / 1e9
-    co2 = price.co2e_g_per_mj
-    window = (
-        host, ws, ws + step, price.hourly_usd,
-        usd_from_nano(cost),
-        usd_from_nano(usage_total),
-        usd_from_nano(cost - usage_total) if cost is not None else None,
-        usd_from_nano(alloc_total),
-        usd_from_nano(cost - alloc_total) if cost is not None else None,
-        e_total,
-        e_total - e_busy if e_total is not None else None,
-        energy.source if energy is not None else None,
-        energy.gpu_count if energy is not None else None,
-        e_total * co2 if (e_total is not None and co2 is not None) else None,
-        busy_s, n, method, now_ns,
-    )
-    shares = (ws, cost, usage_total, e_busy, method == "tokens", gpus, co2, busy_s) if n else None
-    return window, shares
+    return window, (ws, price.cost_nusd, usage_total, e_busy, method == "tokens", gpus, price.co2e_g_per_mj, busy / 1e9)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

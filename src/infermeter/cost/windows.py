@@ -26,7 +26,7 @@ from typing import NamedTuple
 from .energy import WindowEnergy
 from .shares import largest_remainder, union_length, usd_from_nano
 
-__all__ = ["Activity", "WindowPrice", "attribute_window"]
+__all__ = ["Activity", "WindowPrice", "attribute_window", "busy_totals", "window_row"]
 
 _TOKEN_SCALE = 1 << 20
 _BY_ID = operator.itemgetter(0)  # Activity.request_id
@@ -80,23 +80,17 @@ def attribute_window(
     ids = [a.request_id for a in acts]
     busy = union_length(spans) if acts else 0
     wsum = sum(weights) or 1
+    usage_total, e_busy = busy_totals(price, energy, busy, length)
 
     cost = price.cost_nusd
     if cost is not None:
-        usage_total = cost * busy // length
         usage = largest_remainder(usage_total, weights, ids)
         alloc = largest_remainder(cost, weights, ids) if acts else []
-        alloc_total = cost if acts else 0
     else:
-        usage_total = alloc_total = None
         usage = alloc = [None] * len(acts)
-
-    e_total = energy.energy_mj if energy is not None else None
-    if e_total is not None:
-        e_busy = e_total * busy // length
+    if e_busy is not None:
         e_parts = largest_remainder(e_busy, weights, ids)
     else:
-        e_busy = None
         e_parts = [None] * len(acts)
     gpus = energy.gpu_count if energy is not None else price.gpu_count
     busy_s = busy / 1e9
@@ -110,7 +104,28 @@ def attribute_window(
             busy_s * gpus * frac if gpus else None, en * co2 if (en is not None and co2 is not None) else None,
             method, a.model, a.tenant, a.endpoint, a.operation,
         ))
-    window = (
+    window = window_row(host, ws, we, price, energy, busy, len(acts), method, now_ns)
+    return window, rows
+
+
+def busy_totals(price: WindowPrice, energy: WindowEnergy | None, busy: int, length: int) -> tuple[int | None, int | None]:
+    """The window's usage cost (nano-dollars) and busy energy (millijoules): its cost and its
+    energy x busy / length, floored (what the requests' usage and energy shares sum to)."""
+    cost = price.cost_nusd
+    e_total = energy.energy_mj if energy is not None else None
+    return (cost * busy // length if cost is not None else None,
+            e_total * busy // length if e_total is not None else None)
+
+
+def window_row(host: str, ws: int, we: int, price: WindowPrice, energy: WindowEnergy | None, busy: int, n: int,
+               method: str, now_ns: int) -> tuple:
+    """The ``cost_windows`` row of a window with ``n`` active requests busy for ``busy`` ns."""
+    cost = price.cost_nusd
+    usage_total, e_busy = busy_totals(price, energy, busy, we - ws)
+    alloc_total = (cost if n else 0) if cost is not None else None
+    e_total = energy.energy_mj if energy is not None else None
+    co2 = price.co2e_g_per_mj
+    return (
         host, ws, we, price.hourly_usd,
         usd_from_nano(cost),
         usd_from_nano(usage_total),
@@ -122,6 +137,5 @@ def attribute_window(
         energy.source if energy is not None else None,
         energy.gpu_count if energy is not None else None,
         e_total * co2 if (e_total is not None and co2 is not None) else None,
-        busy_s, len(acts), method, now_ns,
+        busy / 1e9, n, method, now_ns,
     )
-    return window, rows

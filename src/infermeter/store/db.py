@@ -55,12 +55,6 @@ def _connect(path: str, read_only: bool, memory_limit: str | None = None) -> Any
     config = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "true"}
     if memory_limit:
         config["memory_limit"] = memory_limit
-        # Hand memory back between writes (measured, a store alone after 100k records written in
-        # 4.5k-row inserts: 100-106 MB -> 89 MB): checkpoint every 4MB of WAL rather than 16MB, so
-        # less table data sits in memory waiting for a checkpoint, and let DuckDB's allocator
-        # return freed pages to the system from a background thread.
-        config["wal_autocheckpoint"] = "4MB"
-        config["allocator_background_threads"] = "true"
     try:
         return duckdb.connect(path, read_only=read_only, config=config)
     except duckdb.IOException as e:

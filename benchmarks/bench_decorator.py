@@ -10,6 +10,7 @@ thread waits, which is what most decorator benchmarks report. Background threads
 GIL with the caller during the loop, so it is not free of their cost either.
 
     .venv/bin/python benchmarks/bench_decorator.py [--calls 50000] [--repeats 5] [--provider vllm]
+    .venv/bin/python benchmarks/bench_decorator.py --threads --calls 100000   # CPU per call by thread
 
 ``--provider vllm`` (the default) is a self-hosted model: each call is also attributed a share of
 the GPU box's time (windows, per-request cost rows). ``--provider openai --model gpt-4o-mini`` is
@@ -153,16 +154,68 @@ def report(title: str, med: dict[str, tuple[float, float]]) -> dict[str, float]:
             "same_attrs_ratio": like}
 
 
+def thread_cpu(calls: int) -> int:
+    """CPU per call by thread, counting everything the calls cause until their windows are final.
+
+    Runs ``calls`` sync calls, then flushes, waits past the current attribution window and flushes
+    again (so that every call's attribution is counted), and prints each thread's CPU
+    (/proc/self/task/*/stat) divided by the calls. DuckDB's own threads appear by thread id.
+    """
+    import threading
+
+    def model(x):
+        return RESULT
+
+    tracked = infermeter.track(model=MODEL[1], provider=MODEL[0])(model)
+    for i in range(min(calls, 20_000)):  # warm-up: the agent, its threads, the store's tables
+        tracked(i)
+    infermeter.force_flush(60)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> dict[str, float]:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as fh:
+                    st = fh.read().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended
+                continue
+            out[names.get(int(tid), f"thread {tid}")] = (int(st[11]) + int(st[12])) / tick
+        return out
+
+    c0, t0 = cpu(), time.perf_counter()
+    for i in range(calls):
+        tracked(i)
+    t1 = time.perf_counter()
+    infermeter.force_flush(60)
+    time.sleep(1.1)  # past the window the last calls fell in
+    infermeter.force_flush(60)
+    c1 = cpu()
+    per = {k: (v - c0.get(k, 0.0)) / calls * 1e6 for k, v in c1.items()}
+    print(f"CPU per call by thread, {calls} sync calls (provider {MODEL[0]}), all windows final; "
+          f"the loop took {(t1 - t0) / calls * 1e6:.2f} µs/call of wall time")
+    for name, us in sorted(per.items(), key=lambda kv: -kv[1]):
+        if us >= 0.05:
+            print(f"  {name:32s} {us:6.2f} µs")
+    print(f"  {'all threads':32s} {sum(per.values()):6.2f} µs   (each thread +-{1e6 / tick / calls:.2f} µs: clock ticks of 1/{tick} s)")
+    infermeter.shutdown()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--provider", default="vllm", help="gen_ai.provider.name of the tracked calls (vllm: self-hosted)")
     ap.add_argument("--model", default="llama-3-8b")
+    ap.add_argument("--threads", action="store_true", help="instead: CPU per call by thread, all background work included")
     args = ap.parse_args()
     MODEL[:] = [args.provider, args.model]
     tmp = tempfile.mkdtemp(prefix="infermeter-bench-")
     infermeter.configure(db=os.path.join(tmp, "bench.duckdb"), api="off")
+    if args.threads:
+        return thread_cpu(args.calls)
     bare_provider = sdk_provider()
     out = {}
     print(f"python {sys.version.split()[0]}, {args.calls} calls x {args.repeats} runs, store enabled ({tmp}), "

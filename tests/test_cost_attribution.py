@@ -437,8 +437,8 @@ def _mixed_workload(store, catalog, tmp_path, name, **settings):
 
 def test_windows_too_big_for_one_insert_are_split_in_python_the_same_way(store, catalog, tmp_path, monkeypatch):
     """Share rows go to DuckDB in batches of windows (SHARES_PER_INSERT rows at most); a window
-    with more requests than that is split by the reference implementation in Python instead,
-    with the same result."""
+    with more than SHARES_PER_WINDOW requests is split by the reference implementation in Python
+    instead, with the same result."""
     from infermeter.cost import attribution
 
     att, *want = _mixed_workload(store, catalog, tmp_path, "sql")
@@ -446,6 +446,7 @@ def test_windows_too_big_for_one_insert_are_split_in_python_the_same_way(store, 
     other = open_store(str(tmp_path / "small-batches.duckdb")).start()
     try:
         monkeypatch.setattr(attribution, "SHARES_PER_INSERT", 2)
+        monkeypatch.setattr(attribution, "SHARES_PER_WINDOW", 3)
         att2, *got = _mixed_workload(other, catalog, tmp_path, "python")
     finally:
         other.shutdown()

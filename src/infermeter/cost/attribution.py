@@ -340,7 +340,7 @@ class Attribution:
             except duckdb.OutOfMemoryException as e:
                 logger.info("attribution: %d windows' shares did not fit the store's memory (%s); splitting them in Python", len(batch), e)
         self.stats["python_splits"] += 1
-        rows = queries.run(cur, "costs.activities", lo_ns=lo, hi_ns=b, after_ns=a)
+        rows = queries.run(cur, "costs.activities", lo_ns=lo, a_ns=a, b_ns=b)
         acts = [Activity(r["request_id"], r["start_ns"], max(r["end_ns"], r["start_ns"] + 1), r["tokens"],
                          r["model"], r["tenant"], r["endpoint"], r["operation"]) for r in rows]
         written = 0

@@ -44,15 +44,8 @@ QUERIES = {
         SELECT max(duration_s) AS max_s FROM requests
         WHERE cost_source = 'gpu_time' AND start_time_ns >= $since_ns
     """,
-    "costs.activities": f"""
-        SELECT request_id, start_time_ns AS start_ns, {_END_NS} AS end_ns,
-               CASE WHEN input_tokens IS NULL AND output_tokens IS NULL THEN NULL
-                    ELSE coalesce(input_tokens, 0) + coalesce(output_tokens, 0) END AS tokens,
-               coalesce(request_model, response_model) AS model, tenant, endpoint, operation
-        FROM requests
-        WHERE cost_source = 'gpu_time' AND request_id IS NOT NULL AND start_time_ns >= $lo_ns AND start_time_ns < $hi_ns
-          AND {_END_NS} > $after_ns
-    """,
+    # The same requests as rows, for the Python split (attribution._insert_shares' fallback).
+    "costs.activities": _ACTS,
     # Attribution of the windows [$a_ns, $b_ns) (aligned, $step_ns apart), in two statements (see
     # cost/attribution.py): per-window aggregates for Python to price and write the window rows,
     # then every active request's shares, computed here. Both expand each self-hosted request
@@ -150,19 +143,6 @@ QUERIES = {
     """,
     "costs.delete_windows": """
         DELETE FROM cost_windows WHERE host = $host AND window_start_ns >= $start_ns AND window_start_ns < $end_ns
-    """,
-    # Totals over the windows [$lo_ns, $hi_ns) of the requests in $ids, written to requests.cost_usd.
-    "costs.update_request_totals": """
-        UPDATE requests SET cost_usd = t.cost_usd
-        FROM (
-            SELECT request_id, sum(allocation_cost_usd) AS cost_usd
-            FROM request_costs
-            WHERE host = $host AND window_start_ns >= $lo_ns AND window_start_ns < $hi_ns
-              AND request_id IN (SELECT unnest($ids::UBIGINT[]))
-            GROUP BY request_id
-        ) t
-        WHERE requests.request_id = t.request_id AND requests.cost_source = 'gpu_time'
-          AND requests.start_time_ns >= $lo_ns AND requests.start_time_ns < $hi_ns
     """,
     # Conservation, per window: rows that break an identity of m0003 (none, when all is well).
     "costs.conservation_violations": """

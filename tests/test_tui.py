@@ -429,6 +429,58 @@ async def test_reads_a_store_file(db_path, utc):
         src.close()
 
 
+async def test_self_hosted_cost_reads_pending_until_its_windows_are_final(db_path, utc):
+    """A self-hosted request has no cost until attribution finalises its windows: the views say
+    'pending', not 'unpriced'; once its windows are final and still gave it no cost (a box with
+    no price), it is unpriced."""
+    from infermeter.cost.windows import WindowPrice, window_row
+    from infermeter.records import InferenceRecord
+    from infermeter.store import open_store
+
+    s = 10**9
+    local = [InferenceRecord(start_time_ns=T0_NS - (10 + i) * s, duration_s=0.5, request_model="local-llm", provider="vllm",
+                             cost_currency="USD", cost_source="gpu_time", input_tokens=10, output_tokens=5,
+                             request_id=5000 + i) for i in range(5)]
+    store = open_store(db_path).start()
+    store.write_records(local + fixed_records())
+    assert store.force_flush()
+    store.shutdown()
+
+    async def shown() -> tuple[str, str, int]:
+        src = FileSource(db_path)
+        app = TopApp(src, clock_ns=lambda: T0_NS, interval_s=60)
+        try:
+            async with app.run_test(size=(100, 30)) as pilot:
+                await started(app, pilot)
+                p = panel(app, "models")
+                i = models(app).index("local-llm")
+                return cell(p, i, "cost_usd"), cell(p, i, "unpriced_requests"), p.rows[i]["pending_requests"]
+        finally:
+            src.close()
+
+    assert await shown() == ("pending", "0", 5)
+    store = open_store(db_path).start()  # the windows are final; the box had no price
+    store.submit("cost_windows", [window_row("box", T0_NS - 60 * s, T0_NS, WindowPrice(None, None, None, None), None,
+                                             0, 0, "time", T0_NS)])
+    assert store.force_flush()
+    store.shutdown()
+    assert await shown() == ("unpriced", "5", 0)
+
+
+def test_spend_line_without_a_cost_view_says_what_is_pending():
+    from infermeter.tui.fetch import Query, Snapshot, ViewResult
+    from infermeter.tui.summary import cost_line
+
+    def line(**models) -> str:
+        snap = Snapshot(Query(), {"models": ViewResult(data=models)})
+        return cost_line(snap).plain
+
+    assert line(cost_usd=None, unpriced_requests=0, pending_requests=4).startswith("spend 1h - (4 pending)")
+    assert "$0" not in line(cost_usd=None, unpriced_requests=0, pending_requests=4)
+    assert line(cost_usd=None, unpriced_requests=2, pending_requests=0).startswith("spend 1h nothing priced (2 unpriced)")
+    assert "(3 unpriced) (1 pending)" in line(cost_usd=1.5, unpriced_requests=3, pending_requests=1)
+
+
 def test_top_needs_a_terminal(capsys):
     from infermeter.agent.cli import main
 

@@ -71,7 +71,7 @@ def _enrich(rows: list[dict[str, Any]], span_s: float) -> Decimal | None:
         r["requests_per_s"] = r["requests"] / span_s
         r["tokens_per_s"] = tokens / span_s
         cost = r["cost_usd"]
-        priced_requests = r["requests"] - r["unpriced_requests"]
+        priced_requests = r["requests"] - r["unpriced_requests"] - r["pending_requests"]
         r["usd_per_1k_requests"] = cost / priced_requests * 1000 if cost is not None and priced_requests else None
         r["usd_per_1m_tokens"] = cost / r["priced_tokens"] * 1_000_000 if cost is not None and r["priced_tokens"] else None
         r["share_of_spend"] = float(cost / total) if cost is not None and total else None
@@ -94,6 +94,7 @@ def _grouped(ctx: ViewContext, params: dict[str, str], query: str, key: str) -> 
         "requests": sum(r["requests"] for r in rows),
         "cost_usd": total,
         "unpriced_requests": sum(r["unpriced_requests"] for r in rows),
+        "pending_requests": sum(r["pending_requests"] for r in rows),
         key: rows,
     }
 

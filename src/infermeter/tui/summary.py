@@ -110,12 +110,15 @@ def cost_line(snap: Snapshot) -> Content:
     models = snap.get("models").data or {}
     parts: list[Any] = [(f"spend {snap.query.window} ", muted)]
     unpriced = models.get("unpriced_requests")
+    pending = models.get("pending_requests")
     if models.get("cost_usd") is None:
         parts.append(("nothing priced" if unpriced else "-", "bold"))
     else:
         parts.append((fmt.money(models["cost_usd"]), "bold"))
     if unpriced:
         parts.append((f" ({unpriced:,} unpriced)", "$warning"))
+    if pending:
+        parts.append((f" ({pending:,} pending)", muted))
     why = "no cost view on this agent" if costs.missing else (costs.error or "no cost data yet")
     parts.append((f"   burn, 30d, idle: {why}", muted))
     return Content.assemble(*parts)

@@ -28,7 +28,8 @@ class Column:
     numeric: bool = True
     error_when: str | None = None  # a value shown in the error colour (a failed status)
     descending: bool | None = None  # the first direction when sorting by it; default: numbers high to low
-    unpriced_when_none: bool = False  # money: None reads "unpriced" (in the warning colour) when the row has unpriced requests
+    unpriced_when_none: bool = False  # money: None reads "unpriced" (in the warning colour) when the row has unpriced
+    # requests, "pending" (dim) when its requests' cost windows are not final yet
 
 
 MODEL_COLUMNS = (
@@ -146,13 +147,15 @@ class TablePanel(Vertical):
         selected = self.selected_key()
         table.clear()
         theme = self.app.current_theme
-        warn, err = theme.warning or "yellow", theme.error or "red"
+        warn, err, muted = theme.warning or "yellow", theme.error or "red", "dim"
         for i, row in enumerate(self.rows):
             cells = []
             for c in self.columns:
                 v = row.get(c.key)
                 if v is None and c.unpriced_when_none and row.get("unpriced_requests", row.get("cost_source") is None):
                     cells.append(Text("unpriced", style=warn, justify="right"))
+                elif v is None and c.unpriced_when_none and (row.get("pending_requests") or row.get("awaiting_cost")):
+                    cells.append(Text("pending", style=muted, justify="right"))  # its cost window is not final yet
                 else:
                     style = err if c.error_when is not None and v == c.error_when else ""
                     cells.append(Text("-" if v is None else c.render(v), style=style, justify="right" if c.numeric else "left"))

@@ -264,7 +264,11 @@ def test_when_infermeter_is_killed_the_child_gets_sigterm(child_cmd, run_process
         psutil.Process(child_pid).wait(30)
     except psutil.NoSuchProcess:  # it may be gone before we look
         pass
-    assert child_cmd.log.read_text().split() == ["SIGTERM"]
+    # SIGTERM, and nothing else. Linux may send it more than once: when the thread that started the
+    # child dies, the child passes to another thread of the dying process, which sends it again
+    # (seen once in CI: ['SIGTERM', 'SIGTERM']; the stand-in's handler can run twice before _exit).
+    got = child_cmd.log.read_text().split()
+    assert got and set(got) == {"SIGTERM"}, got
 
 
 def test_store_held_by_another_agent_stops_the_child_and_says_who_holds_it(child_cmd, run_process, db_path):

@@ -99,7 +99,8 @@ class RunProcess:
     """`infermeter run ...` as a real process; its stderr read line by line on a thread."""
 
     def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "infermeter.agent.cli", "run", *args],
+        # faulthandler: a process that hangs is sent SIGABRT by finish() and prints every thread's stack
+        self.proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "infermeter.agent.cli", "run", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[str] = []
@@ -122,7 +123,14 @@ class RunProcess:
                 return m
 
     def finish(self, timeout=60):
-        rc = self.proc.wait(timeout)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler dumps the threads' stacks to stderr
+            self.proc.wait(10)
+            while (line := self.lines.get(timeout=10)) is not None:
+                self.seen.append(line)
+            raise AssertionError(f"infermeter run still running {timeout}s on; stderr and stacks:\n{''.join(self.seen)}") from None
         while (line := self.lines.get(timeout=timeout)) is not None:
             self.seen.append(line)
         return rc, "".join(self.seen)

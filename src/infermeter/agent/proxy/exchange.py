@@ -175,13 +175,14 @@ class RecordBuilder:
             error_type = error_type or str(ex.status_code)
         elif error_type is not None and not cancelled:
             status = Status.ERROR
+        tp_trace, tp_parent = _traceparent_ids(ex.traceparent)
         return InferenceRecord(
             start_time_ns=ex.start_ns,
             duration_s=(ex.t_end - ex.t0) / 1e9,
             operation=x.operation or Operation.OTHER,
             source=Source.PROXY,
             status=status,
-            trace_id=ex.trace_id or _trace_id_from(ex.traceparent) or _random(128),
+            trace_id=ex.trace_id or tp_trace or _random(128),
             span_id=ex.span_id or _random(64),
             ttft_s=None if ex.ttft_ns is None else ex.ttft_ns / 1e9,
             request_model=x.request_model,
@@ -204,7 +205,7 @@ class RecordBuilder:
             cost_currency="USD" if x.cost_usd is not None else None,
             cost_source=CostSource.PROVIDER if x.cost_usd is not None else None,
             prompt_hash=hash_prompt(x.prompt) if self.hash_prompts else None,
-            parent_span_id=_parent_id_from(ex.traceparent) if ex.traceparent else None,
+            parent_span_id=tp_parent,
         )
 
 
@@ -227,26 +228,22 @@ def _tokens(ex: Exchange, x: Extracted, cancelled: bool) -> tuple[int | None, in
     return inp, out, estimated
 
 
-def _parent_id_from(traceparent: str) -> int | None:
-    """The parent span id of a valid W3C ``traceparent`` header (its third field), if it is one."""
-    if _trace_id_from(traceparent) is None:
-        return None
-    try:
-        sid = int(traceparent.strip().split("-")[2], 16)
-    except ValueError:
-        return None
-    return sid or None
-
-
-def _trace_id_from(traceparent: str | None) -> int | None:
-    """The trace id of a W3C ``traceparent`` header (``00-<32 hex>-<16 hex>-<2 hex>``), if it is one."""
+def _traceparent_ids(traceparent: str | None) -> tuple[int | None, int | None]:
+    """(trace id, parent span id) of a W3C ``traceparent`` header (``00-<32 hex>-<16 hex>-<2 hex>``);
+    (None, None) when it is not one, and no parent id when that field is zero."""
     if not traceparent:
-        return None
+        return None, None
     parts = traceparent.strip().split("-")
     if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
+        return None, None
     try:
         tid = int(parts[1], 16)
     except ValueError:
-        return None
-    return tid or None
+        return None, None
+    if not tid:
+        return None, None
+    try:
+        sid = int(parts[2], 16)
+    except ValueError:
+        sid = 0
+    return tid, sid or None

@@ -39,10 +39,9 @@ _RANDOM_FLAG = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C trace context le
 class FastTracer:
     """The parts of an SDK ``Tracer`` a tracked call needs, resolved once per tracer."""
 
-    __slots__ = ("tracer", "sampler", "ids", "processor", "resource", "scope", "random_ids", "_enabled", "_checked")
+    __slots__ = ("sampler", "ids", "processor", "resource", "scope", "random_ids", "_enabled", "_checked")
 
     def __init__(self, tracer: Any, processors: Any) -> None:
-        self.tracer = tracer
         self._checked = processors  # the processor tuple found safe; a provider replaces it on add
         self.sampler = tracer.sampler
         self.ids = tracer.id_generator

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infermeter.config import Settings
+from infermeter.agent.report import build_report, format_report
 from infermeter.cost.attribution import Attribution
+from infermeter.cost.views import cost_groups
 from infermeter.cost.catalog import load_catalog
 from infermeter.cost.pricing import PricingProcessor
 from infermeter.records import InferenceRecord
@@ -327,11 +329,41 @@ def test_requests_in_windows_not_final_yet_are_counted_as_pending(store, catalog
     feed(store, att, catalog, rec(0.2, 0.3), rec(1.5, 2.0))
     clock.t = T0 + 2 * S
     att.force_flush()  # window 0 and 1 final; the second request runs on into window 3
+    store.force_flush()
     cur = store.cursor()
     try:
         assert rates(cur, T0 + 2 * S)["pending_attribution_requests"] == 1
+        rep = build_report(cur, until_ns=T0 + 10 * S)
+        text = format_report(rep)
+        groups = cost_groups(cur, "model", 0, T0 + 10 * S)
     finally:
         cur.close()
+    # the report and the costs view say pending, as the live views do: not unpriced, not $0
+    [m] = rep["models"]
+    assert (m["requests"], m["pending_requests"], m["unpriced_requests"]) == (2, 1, 0)
+    assert m["cost_usd"] is not None and (rep["pending_requests"], rep["unpriced_requests"]) == (1, 0)
+    assert "(1 pending: their cost windows are not final yet)" in text and "unpriced)" not in text
+    assert [(g["pending_requests"], g["unpriced_requests"]) for g in groups] == [(1, 0)]
+    assert groups[0]["cost_per_1k_requests_usd"] == groups[0]["cost_usd"] * 1000  # per priced request: 1 of the 2
+
+
+def test_once_a_window_without_a_price_is_final_its_requests_are_unpriced_not_pending(store, catalog):
+    from infermeter.cost.views import rates
+
+    clock = Clock(T0)
+    att = make(store, catalog, clock, hourly_usd=None)  # the box has no price
+    att.force_flush()
+    feed(store, att, catalog, rec(0.2, 0.3), rec(1.5, 2.0))
+    clock.t = T0 + 2 * S
+    att.force_flush()
+    store.force_flush()
+    cur = store.cursor()
+    try:
+        [m] = build_report(cur, until_ns=T0 + 10 * S)["models"]
+        pending = rates(cur, T0 + 2 * S)["pending_attribution_requests"]
+    finally:
+        cur.close()
+    assert m["cost_usd"] is None and (m["unpriced_requests"], m["pending_requests"]) == (1, 1) and pending == 1
 
 
 _reference_workload = st.fixed_dictionaries({

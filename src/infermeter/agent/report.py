@@ -48,6 +48,7 @@ def build_report(con: Any, since_s: float | None = None, until_ns: int | None = 
             "ttft_p50_s": quantile(hist.get((key, "ttft")), 0.5),
             "cost_usd": r["cost_usd"],
             "unpriced_requests": r["unpriced_requests"],
+            "pending_requests": r["pending_requests"],
             **{k: c.get(k) for k in ("cost_per_1k_requests_usd", "cost_per_1m_tokens_usd", "energy_j", "gpu_s", "usage_cost_usd")},
         })
     models.sort(key=lambda m: (m["cost_usd"] is None, -(m["cost_usd"] or 0), -m["requests"], m["model"]))
@@ -63,6 +64,7 @@ def build_report(con: Any, since_s: float | None = None, until_ns: int | None = 
         "errors": sum(m["errors"] for m in models),
         "cost_usd": total_cost,
         "unpriced_requests": sum(m["unpriced_requests"] for m in models),
+        "pending_requests": sum(m["pending_requests"] for m in models),
         "models": models,
         "instance_cost_usd": box["instance_cost_usd"],
         "idle_cost_usd": box["idle_cost_usd"],
@@ -94,6 +96,8 @@ def format_report(rep: dict[str, Any]) -> str:
             ("p95", "latency_p95_s", "s"), ("ttft p50", "ttft_p50_s", "s"), ("cost", "cost_usd", "$"),
             ("$/1k req", "cost_per_1k_requests_usd", "$/"), ("$/1M tok", "cost_per_1m_tokens_usd", "$/"),
             ("energy", "energy_j", "J"), ("unpriced", "unpriced_requests", "")]
+    if any(m.get("pending_requests") for m in rep["models"]):
+        cols.append(("pending", "pending_requests", ""))
     rows = [[_fmt(m.get(key), kind) for _, key, kind in cols] for m in rep["models"]]
     header = [c[0] for c in cols]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -108,10 +112,9 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     total = _fmt(rep.get("cost_usd"), "$")
     lines.append(f"total: {rep['requests']:,} requests, {rep['errors']:,} errors, cost {total}"
-                 + (f" ({rep['unpriced_requests']:,} requests unpriced" if rep.get("unpriced_requests") else "")
-                 + (f", {rep['pending_attribution_requests']:,} of them in cost windows not final yet"
-                    if rep.get("unpriced_requests") and rep.get("pending_attribution_requests") else "")
-                 + (")" if rep.get("unpriced_requests") else ""))
+                 + (f" ({rep['unpriced_requests']:,} requests unpriced)" if rep.get("unpriced_requests") else "")
+                 + (f" ({rep['pending_requests']:,} pending: their cost windows are not final yet)"
+                    if rep.get("pending_requests") else ""))
     lines.extend(_format_cost_lines(rep))
     return "\n".join(lines)
 

@@ -232,8 +232,13 @@ _SHARE_KEY = ("model", "tenant", "endpoint", "operation")
 
 
 def request_stats(con: Any, lo_ns: int, hi_ns: int) -> list[dict[str, Any]]:
-    """Request counts, tokens and cost per (model, tenant, endpoint, operation, cost_source)."""
-    return merge_rows(_collect(con, lo_ns, hi_ns, "requests"), _REQUEST_KEY)
+    """Request counts, tokens and cost per (model, tenant, endpoint, operation, cost_source).
+
+    ``unpriced_requests`` has no price and will get none; ``pending_requests`` are self-hosted
+    requests whose cost windows are not final yet (the raw rows of the last minutes).
+    """
+    name = "requests" if schema_version(con) >= COSTS_SCHEMA else "requests_precost"
+    return merge_rows(_collect(con, lo_ns, hi_ns, name), _REQUEST_KEY)
 
 
 def share_stats(con: Any, lo_ns: int, hi_ns: int) -> list[dict[str, Any]]:

@@ -7,11 +7,7 @@ A self-hosted request has no cost until attribution finalises the windows it ran
 unpriced once its windows are final and still gave it no cost (the box has no price).
 """
 
-# True for a self-hosted request whose cost windows are not final yet (its cost is coming).
-_AWAITING = """
-    coalesce(cost_usd IS NULL AND cost_source = 'gpu_time'
-             AND start_time_ns + duration_s * 1e9 > (SELECT coalesce(max(window_end_ns), 0) FROM cost_windows), false)
-"""
+from .costs import AWAITING_COST as _AWAITING
 
 _FILTERED = f"""
     SELECT *, coalesce(request_model, response_model, '(unknown)') AS model, {_AWAITING} AS awaiting_cost

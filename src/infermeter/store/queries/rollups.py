@@ -4,23 +4,31 @@ The ``*_raw`` queries aggregate the base tables over ``[$lo_ns, $hi_ns)`` into e
 columns of the matching ``*_rolled`` query, so a reader can add the two.
 """
 
+from .costs import AWAITING_COST
+
 _BLOCK = "600000000000"  # 10 minutes in ns; cost.rollups.BLOCK_NS
 _MODEL = "coalesce(request_model, response_model)"
 _BUCKET = "CASE WHEN {x} <= 0 THEN -32768 ELSE floor(ln({x}) / ln(1.05))::SMALLINT END"
 
-_REQUEST_AGG = f"""
+_REQUEST_AGG_T = f"""
         {_MODEL} AS model, tenant, endpoint, operation, cost_source,
         count(*)                                                   AS requests,
         count(*) FILTER (WHERE status = 'error')                   AS errors,
         count(*) FILTER (WHERE status = 'cancelled')               AS cancelled,
         count(*) FILTER (WHERE tokens_estimated)                   AS estimated_token_requests,
-        count(*) FILTER (WHERE cost_usd IS NULL)                   AS unpriced_requests,
+        count(*) FILTER (WHERE cost_usd IS NULL{{not_pending}})    AS unpriced_requests,
         sum(input_tokens)::BIGINT                                  AS input_tokens,
         sum(output_tokens)::BIGINT                                 AS output_tokens,
         sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))
             FILTER (WHERE cost_usd IS NOT NULL)::BIGINT            AS priced_tokens,
-        sum(cost_usd)::DECIMAL(38, 9)                              AS cost_usd
+        sum(cost_usd)::DECIMAL(38, 9)                              AS cost_usd{{pending}}
 """
+# Rolled blocks (past the attribution delay) and old stores (no cost windows) have nothing pending;
+# the raw rows of the last minutes count self-hosted requests whose cost windows are not final yet
+# as pending_requests, not unpriced (as the live views do).
+_REQUEST_AGG = _REQUEST_AGG_T.format(not_pending="", pending="")
+_REQUEST_AGG_PENDING = _REQUEST_AGG_T.format(
+    not_pending=" AND NOT awaiting_cost", pending=",\n        count(*) FILTER (WHERE awaiting_cost)                      AS pending_requests")
 _SHARE_AGG = """
         model, tenant, endpoint, operation,
         sum(usage_cost_usd)::DECIMAL(38, 9)      AS usage_cost_usd,
@@ -85,7 +93,7 @@ QUERIES = {
                sum(estimated_token_requests)::BIGINT AS estimated_token_requests,
                sum(unpriced_requests)::BIGINT AS unpriced_requests, sum(input_tokens)::BIGINT AS input_tokens,
                sum(output_tokens)::BIGINT AS output_tokens, sum(priced_tokens)::BIGINT AS priced_tokens,
-               sum(cost_usd)::DECIMAL(38, 9) AS cost_usd
+               sum(cost_usd)::DECIMAL(38, 9) AS cost_usd, 0::BIGINT AS pending_requests
         FROM request_rollups WHERE block_ns >= $lo_ns AND block_ns < $hi_ns
         GROUP BY ALL
     """,
@@ -116,7 +124,12 @@ QUERIES = {
     """,
     # -- reading: the same from the base tables -------------------------------------------------------------
     "rollups.requests_raw": f"""
-        SELECT {_REQUEST_AGG}
+        SELECT {_REQUEST_AGG_PENDING}
+        FROM (SELECT *, {AWAITING_COST} AS awaiting_cost FROM requests WHERE start_time_ns >= $lo_ns AND start_time_ns < $hi_ns)
+        GROUP BY ALL
+    """,
+    "rollups.requests_precost_raw": f"""
+        SELECT {_REQUEST_AGG}, 0::BIGINT AS pending_requests
         FROM requests WHERE start_time_ns >= $lo_ns AND start_time_ns < $hi_ns
         GROUP BY ALL
     """,

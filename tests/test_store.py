@@ -7,7 +7,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from infermeter.errors import StoreError, StoreLockedError
+from infermeter.errors import ConfigError, StoreError, StoreLockedError
 from infermeter.records import RECORD_FIELDS, InferenceRecord, new_request_id
 from infermeter.store import SCHEMA_VERSION, open_store
 from infermeter.store.migrations import all_migrations
@@ -153,17 +153,24 @@ def test_writer_gathers_rows_and_writes_them_within_the_delay_unasked(db_path):
     s.shutdown()
 
 
-def test_the_agent_caps_duckdb_memory(tmp_path):
-    """DuckDB's own default is 80% of RAM: an agent inside someone's inference process caps it
-    (INFERMETER_STORE_MEMORY_LIMIT, 64MB by default); 'off' leaves DuckDB's default."""
+def test_the_agent_caps_duckdb_memory_and_threads(tmp_path):
+    """DuckDB's own defaults are 80% of RAM and every core: an agent inside someone's inference
+    process caps both (INFERMETER_STORE_MEMORY_LIMIT, 64MB; INFERMETER_STORE_THREADS, 2); 'off'
+    leaves DuckDB's memory default."""
     from infermeter.agent.agent import Agent
     from infermeter.config import Settings
 
-    agent = Agent(Settings.load({}, db=str(tmp_path / "a.duckdb"), api=None, sampling=False)).start()
+    agent = Agent(Settings.load({"INFERMETER_STORE_THREADS": "1"}, db=str(tmp_path / "a.duckdb"), api=None,
+                                sampling=False)).start()
     try:
-        assert agent.store.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] == "61.0 MiB"
+        cur = agent.store.cursor()
+        assert cur.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "61.0 MiB"
+        assert cur.execute("SELECT current_setting('threads')").fetchone()[0] == 1
     finally:
         agent.shutdown()
+    assert Settings.load({}).store_threads == 2
+    with pytest.raises(ConfigError, match="INFERMETER_STORE_THREADS"):
+        Settings.load({"INFERMETER_STORE_THREADS": "0"})
     s = open_store(str(tmp_path / "b.duckdb"), memory_limit=None)
     assert s.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] != "61.0 MiB"
     s.shutdown()

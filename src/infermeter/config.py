@@ -216,6 +216,10 @@ class Settings:
         "64MB", "INFERMETER_STORE_MEMORY_LIMIT", _size_or_off,
         "Cap on the agent's DuckDB memory (buffer cache, checkpoints, queries; bigger queries spill to <db>.tmp); 'off' is DuckDB's default, 80% of RAM.",
     )
+    store_threads: int = _setting(
+        2, "INFERMETER_STORE_THREADS", _pos_int,
+        "Threads the agent's DuckDB may use (attribution, summaries); DuckDB's own default is every core, which an agent inside a model server should not take.",
+    )
     flush_interval_s: float = _setting(0.5, "INFERMETER_FLUSH_INTERVAL", _pos_float, "Seconds between pipeline drains.")
     hash_prompts: bool = _setting(True, "INFERMETER_HASH_PROMPTS", _bool, "Keep a 64-bit prompt hash (never the text) for cache detection.")
     service_name: str = _setting("infermeter", "OTEL_SERVICE_NAME", _str, "service.name of exported telemetry.")

@@ -50,7 +50,8 @@ class Agent:
                 self.api = ApiServer(host, port)
             except OSError as e:
                 logger.warning("infermeter: API not started, %s is taken (%s); set INFERMETER_API to another host:port or 'off'", s.api, e.strerror)
-        self.store = open_store(s.db, api_url=self.api_url, memory_limit=s.store_memory_limit)
+        self.store = open_store(s.db, api_url=self.api_url, memory_limit=s.store_memory_limit,
+                                threads=s.store_threads)
         self.store.start()
         self.pipeline.sinks.append(StoreSink(self.store))
         from ..cost import install as install_cost

@@ -49,12 +49,14 @@ falling behind): a sidecar at 4k requests/s writes ~4k rows per insert (one per
 ``write_delay_s``) and pays ~6 µs more per request to stay 40 MB smaller."""
 
 
-def _connect(path: str, read_only: bool, memory_limit: str | None = None) -> Any:
+def _connect(path: str, read_only: bool, memory_limit: str | None = None, threads: int | None = None) -> Any:
     import duckdb
 
-    config = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "true"}
+    config: dict[str, Any] = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "true"}
     if memory_limit:
         config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
     try:
         return duckdb.connect(path, read_only=read_only, config=config)
     except duckdb.IOException as e:
@@ -97,7 +99,7 @@ class Store:
     """
 
     def __init__(self, path: str, *, read_only: bool = False, max_queued_rows: int = 1_000_000, api_url: str | None = None,
-                 write_delay_s: float = 1.0, memory_limit: str | None = None) -> None:
+                 write_delay_s: float = 1.0, memory_limit: str | None = None, threads: int | None = None) -> None:
         self.path = path
         self.read_only = read_only
         self.max_queued_rows = max_queued_rows
@@ -116,7 +118,7 @@ class Store:
         self._appenders: dict[str, Any] = {}
         self._arrow: dict[str, ArrowInserter] = {}
         self._use_arrow = arrow_available()
-        self._con = _connect(path, read_only, memory_limit)
+        self._con = _connect(path, read_only, memory_limit, threads)
         if not read_only:
             try:
                 self.schema_version = migrate(self._con)
@@ -282,7 +284,8 @@ class Store:
             ev.set()
 
 
-def open_store(path: str, *, read_only: bool = False, api_url: str | None = None, memory_limit: str | None = None) -> Store:
+def open_store(path: str, *, read_only: bool = False, api_url: str | None = None, memory_limit: str | None = None,
+               threads: int | None = None) -> Store:
     """Open (creating and migrating) a store; raises StoreLockedError/StoreError with a clear message."""
     if read_only and not os.path.exists(path):
         raise StoreError(f"no store at {path}: run `infermeter demo`, or point --db at an existing file")
@@ -291,7 +294,7 @@ def open_store(path: str, *, read_only: bool = False, api_url: str | None = None
         raise StoreError(f"cannot create store {path}: directory {parent} does not exist")
     if not read_only and not os.access(parent, os.W_OK):
         raise StoreError(f"cannot write store {path}: directory {parent} is not writable")
-    return Store(path, read_only=read_only, api_url=api_url, memory_limit=memory_limit)
+    return Store(path, read_only=read_only, api_url=api_url, memory_limit=memory_limit, threads=threads)
 
 
 def now_ns() -> int:

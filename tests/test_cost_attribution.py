@@ -514,3 +514,16 @@ def test_shares_that_hit_the_memory_cap_are_split_in_python(store, catalog, tmp_
         other.shutdown()
     assert att.stats["python_splits"] >= 1 and att.stats["errors"] == 0
     assert got == want
+
+
+def test_each_periodic_pass_gives_duckdbs_freed_memory_back(store, catalog, monkeypatch):
+    import threading
+
+    passed = threading.Event()
+    monkeypatch.setattr(store, "release_memory", passed.set)
+    att = make(store, catalog, Clock(T0), sample_interval_s=0.1)  # the loop waits for real time: a short interval
+    att.start()
+    try:
+        assert passed.wait(10)
+    finally:
+        att.shutdown()

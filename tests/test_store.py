@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 import time
@@ -156,7 +155,7 @@ def test_writer_gathers_rows_and_writes_them_within_the_delay_unasked(db_path):
 def test_the_agent_caps_duckdb_memory_and_threads(tmp_path):
     """DuckDB's own defaults are 80% of RAM and every core: an agent inside someone's inference
     process caps both (INFERMETER_STORE_MEMORY_LIMIT, 64MB; INFERMETER_STORE_THREADS, 2); 'off'
-    leaves DuckDB's memory default."""
+    leaves DuckDB's memory default. It also checkpoints and writes sooner than a bulk store."""
     from infermeter.agent.agent import Agent
     from infermeter.config import Settings
 
@@ -166,6 +165,9 @@ def test_the_agent_caps_duckdb_memory_and_threads(tmp_path):
         cur = agent.store.cursor()
         assert cur.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "61.0 MiB"
         assert cur.execute("SELECT current_setting('threads')").fetchone()[0] == 1
+        # less kept in memory: checkpoints every 4 MB of WAL, records wait at most 0.25 s for an insert
+        assert cur.execute("SELECT current_setting('wal_autocheckpoint')").fetchone()[0] == "3.8 MiB"
+        assert agent.store.write_delay_s == 0.25
     finally:
         agent.shutdown()
     assert Settings.load({}).store_threads == 2
@@ -174,3 +176,43 @@ def test_the_agent_caps_duckdb_memory_and_threads(tmp_path):
     s = open_store(str(tmp_path / "b.duckdb"), memory_limit=None)
     assert s.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] != "61.0 MiB"
     s.shutdown()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DuckDB bundles jemalloc on Linux only")
+def test_purge_returns_what_duckdb_freed_to_the_os():
+    """DuckDB's jemalloc keeps freed pages until a decay that only allocations trigger: 80 MB of a
+    dropped table stay resident until purged. Fails if a DuckDB wheel stops exposing the control."""
+    from infermeter.store import allocator
+
+    assert allocator.available()
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT range AS a, range * 2 AS b FROM range(5000000)")
+    con.execute("DROP TABLE t")
+    before = _rss_mb()
+    assert allocator.purge()
+    assert before - _rss_mb() > 40
+    con.close()
+
+
+def test_the_writer_purges_after_its_inserts_unless_told_not_to(db_path, tmp_path, monkeypatch):
+    from infermeter.store import Store, allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "purge", lambda: calls.append(1) or True)
+    s = open_store(db_path).start()
+    s.force_flush()
+    assert calls == []  # nothing written, nothing to give back
+    s.write_records([InferenceRecord(start_time_ns=1, duration_s=0.1)])
+    s.force_flush()
+    assert len(calls) == 1
+    s.shutdown()
+    quiet = Store(str(tmp_path / "q.duckdb"), release_memory=False).start()
+    quiet.write_records([InferenceRecord(start_time_ns=1, duration_s=0.1)])
+    quiet.force_flush()
+    quiet.shutdown()
+    assert len(calls) == 1

@@ -216,6 +216,10 @@ class Settings:
         "64MB", "INFERMETER_STORE_MEMORY_LIMIT", _size_or_off,
         "Cap on the agent's DuckDB memory (buffer cache, checkpoints, queries; bigger queries spill to <db>.tmp); 'off' is DuckDB's default, 80% of RAM.",
     )
+    store_write_delay_s: float = _setting(
+        0.25, "INFERMETER_STORE_WRITE_DELAY", _pos_float,
+        "Longest a record waits for the store's next insert: longer makes fewer, bigger inserts (less CPU), shorter keeps fewer records in memory.",
+    )
     store_threads: int = _setting(
         2, "INFERMETER_STORE_THREADS", _pos_int,
         "Threads the agent's DuckDB may use (attribution, summaries); DuckDB's own default is every core, which an agent inside a model server should not take.",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..records import InferenceRecord, new_request_id
-from . import lock
+from . import allocator, lock
 from .arrow_batch import ArrowInserter, arrow_available
 from .migrations import all_migrations
 
@@ -49,7 +49,8 @@ falling behind): a sidecar at 4k requests/s writes ~4k rows per insert (one per
 ``write_delay_s``) and pays ~6 µs more per request to stay 40 MB smaller."""
 
 
-def _connect(path: str, read_only: bool, memory_limit: str | None = None, threads: int | None = None) -> Any:
+def _connect(path: str, read_only: bool, memory_limit: str | None = None, threads: int | None = None,
+             wal_autocheckpoint: str | None = None) -> Any:
     import duckdb
 
     config: dict[str, Any] = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "true"}
@@ -57,6 +58,8 @@ def _connect(path: str, read_only: bool, memory_limit: str | None = None, thread
         config["memory_limit"] = memory_limit
     if threads:
         config["threads"] = threads
+    if wal_autocheckpoint and not read_only:
+        config["wal_autocheckpoint"] = wal_autocheckpoint
     try:
         return duckdb.connect(path, read_only=read_only, config=config)
     except duckdb.IOException as e:
@@ -99,7 +102,8 @@ class Store:
     """
 
     def __init__(self, path: str, *, read_only: bool = False, max_queued_rows: int = 1_000_000, api_url: str | None = None,
-                 write_delay_s: float = 1.0, memory_limit: str | None = None, threads: int | None = None) -> None:
+                 write_delay_s: float = 1.0, memory_limit: str | None = None, threads: int | None = None,
+                 wal_autocheckpoint: str | None = None, release_memory: bool = True) -> None:
         self.path = path
         self.read_only = read_only
         self.max_queued_rows = max_queued_rows
@@ -118,7 +122,8 @@ class Store:
         self._appenders: dict[str, Any] = {}
         self._arrow: dict[str, ArrowInserter] = {}
         self._use_arrow = arrow_available()
-        self._con = _connect(path, read_only, memory_limit, threads)
+        self._release_memory = release_memory and not read_only
+        self._con = _connect(path, read_only, memory_limit, threads, wal_autocheckpoint)
         if not read_only:
             try:
                 self.schema_version = migrate(self._con)
@@ -148,6 +153,12 @@ class Store:
             return self._con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
         except Exception:  # noqa: BLE001 - an empty or foreign file
             return 0
+
+    def release_memory(self) -> None:
+        """Return the memory DuckDB freed to the OS (see :mod:`.allocator`). The writer calls it after
+        each insert; components that run big queries periodically call it after each run."""
+        if self._release_memory:
+            allocator.purge()
 
     # -- writes -------------------------------------------------------------------------------
     def start(self) -> "Store":
@@ -280,12 +291,14 @@ class Store:
                     self.dropped_rows += len(rows)
                     if self.write_errors == 1 or self.write_errors % 1000 == 0:
                         logger.error("store write to %s failed (%d rows dropped, %d failures so far): %s", table, len(rows), self.write_errors, e)
+        if by_table:
+            self.release_memory()  # what the inserts (and queries since the last write) freed
         for ev in markers:
             ev.set()
 
 
 def open_store(path: str, *, read_only: bool = False, api_url: str | None = None, memory_limit: str | None = None,
-               threads: int | None = None) -> Store:
+               threads: int | None = None, wal_autocheckpoint: str | None = None, write_delay_s: float = 1.0) -> Store:
     """Open (creating and migrating) a store; raises StoreLockedError/StoreError with a clear message."""
     if read_only and not os.path.exists(path):
         raise StoreError(f"no store at {path}: run `infermeter demo`, or point --db at an existing file")
@@ -294,7 +307,8 @@ def open_store(path: str, *, read_only: bool = False, api_url: str | None = None
         raise StoreError(f"cannot create store {path}: directory {parent} does not exist")
     if not read_only and not os.access(parent, os.W_OK):
         raise StoreError(f"cannot write store {path}: directory {parent} is not writable")
-    return Store(path, read_only=read_only, api_url=api_url, memory_limit=memory_limit, threads=threads)
+    return Store(path, read_only=read_only, api_url=api_url, memory_limit=memory_limit, threads=threads,
+                 wal_autocheckpoint=wal_autocheckpoint, write_delay_s=write_delay_s)
 
 
 def now_ns() -> int:

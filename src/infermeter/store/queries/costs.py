@@ -5,10 +5,11 @@ _END_NS = "greatest(start_time_ns + floor(duration_s * 1000000000)::BIGINT, star
 
 # True for a self-hosted request of `requests` whose cost windows are not final yet: its cost is
 # coming (*pending*), it is not unpriced. Once its windows are final and gave it no cost (the box
-# has no price), it is unpriced. The live views, the report and `costs.pending_requests` share it.
-AWAITING_COST = """
+# has no price), it is unpriced. Its end is attribution's (_END_NS). The live views, the report and
+# `costs.pending_requests` share it.
+AWAITING_COST = f"""
     coalesce(cost_usd IS NULL AND cost_source = 'gpu_time'
-             AND start_time_ns + duration_s * 1e9 > (SELECT coalesce(max(window_end_ns), 0) FROM cost_windows), false)
+             AND {_END_NS} > (SELECT coalesce(max(window_end_ns), 0) FROM cost_windows), false)
 """
 
 # Self-hosted requests that may overlap [$a_ns, $b_ns): the activities attribution splits over.
@@ -195,7 +196,7 @@ QUERIES.update({
         WITH w AS (SELECT coalesce(max(window_end_ns), 0) AS end_ns FROM cost_windows)
         SELECT count(*) AS n FROM requests, w
         WHERE cost_source = 'gpu_time' AND cost_usd IS NULL AND start_time_ns >= w.end_ns - 3600000000000
-          AND start_time_ns < $until_ns AND start_time_ns + duration_s * 1e9 > w.end_ns
+          AND start_time_ns < $until_ns AND {_END_NS} > w.end_ns
     """,
     # The price each host has now (its latest instance_prices row) and when it was last seen alive
     # (its last final window, or the price row an agent wrote when it started).

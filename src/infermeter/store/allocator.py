@@ -14,6 +14,7 @@ does nothing and says so by returning False. The call lets go of the GIL while i
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 from typing import Any
 
@@ -21,25 +22,22 @@ __all__ = ["purge", "available"]
 
 logger = logging.getLogger(__name__)
 
-_ARENAS_ALL = 4096  # MALLCTL_ARENAS_ALL
-_UNSET: Any = object()
-_mallctl: Any = _UNSET
+_PURGE_ALL = b"arena.4096.purge"  # 4096: MALLCTL_ARENAS_ALL
 
 
+@functools.cache
 def _control() -> Any:
-    global _mallctl
-    if _mallctl is _UNSET:
-        _mallctl = None
-        try:
-            import _duckdb  # the extension module that `import duckdb` loads
+    """DuckDB's ``duckdb_je_mallctl``, or None where this build has none (looked up once)."""
+    try:
+        import _duckdb  # the extension module that `import duckdb` loads
 
-            fn = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
-            fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-            fn.restype = ctypes.c_int
-            _mallctl = fn
-        except (ImportError, OSError, AttributeError) as e:
-            logger.debug("DuckDB's allocator control is not available (%r): freed memory returns on its own schedule", e)
-    return _mallctl
+        fn = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
+    except (ImportError, OSError, AttributeError) as e:
+        logger.debug("DuckDB's allocator control is not available (%r): freed memory returns on its own schedule", e)
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def available() -> bool:
@@ -50,4 +48,4 @@ def available() -> bool:
 def purge() -> bool:
     """Return DuckDB's freed pages to the OS now. True when done; False where not available."""
     fn = _control()
-    return fn is not None and fn(f"arena.{_ARENAS_ALL}.purge".encode(), None, None, None, 0) == 0
+    return fn is not None and fn(_PURGE_ALL, None, None, None, 0) == 0

@@ -195,8 +195,7 @@ QUERIES.update({
     "costs.pending_requests": f"""
         WITH w AS (SELECT coalesce(max(window_end_ns), 0) AS end_ns FROM cost_windows)
         SELECT count(*) AS n FROM requests, w
-        WHERE cost_source = 'gpu_time' AND cost_usd IS NULL AND start_time_ns >= w.end_ns - 3600000000000
-          AND start_time_ns < $until_ns AND {_END_NS} > w.end_ns
+        WHERE start_time_ns >= w.end_ns - 3600000000000 AND start_time_ns < $until_ns AND {AWAITING_COST}
     """,
     # The price each host has now (its latest instance_prices row) and when it was last seen alive
     # (its last final window, or the price row an agent wrote when it started).

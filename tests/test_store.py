@@ -199,6 +199,26 @@ def test_purge_returns_what_duckdb_freed_to_the_os():
     con.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DuckDB bundles jemalloc on Linux only")
+def test_allocator_stats_see_freed_pages_until_a_purge():
+    """stats() reads jemalloc's counters afresh: a dropped table's pages leave `allocated` at once
+    but stay in `resident` until purged."""
+    from infermeter.store import allocator
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT range AS a, range * 2 AS b FROM range(5000000)")
+    held = allocator.stats()
+    assert set(held) == {"allocated", "active", "resident", "metadata", "mapped"}
+    con.execute("DROP TABLE t")
+    dropped = allocator.stats()
+    assert held["allocated"] - dropped["allocated"] > 40 * 2**20
+    assert dropped["resident"] - dropped["active"] > 40 * 2**20  # freed, still resident
+    allocator.purge()
+    purged = allocator.stats()
+    assert dropped["resident"] - purged["resident"] > 40 * 2**20
+    con.close()
+
+
 def test_the_writer_purges_after_its_inserts_unless_told_not_to(db_path, tmp_path, monkeypatch):
     from infermeter.store import Store, allocator
 

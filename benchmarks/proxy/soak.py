@@ -82,6 +82,10 @@ def main() -> int:
     ap.add_argument("--kit", default=os.environ.get("KIT", os.path.join(ROOT, "..", "shared", "bench")))
     ap.add_argument("--smaps", action="store_true", help="also print RSS by kind (DuckDB library, files, heap, anon)")
     ap.add_argument("--infermeter", default=os.path.join(ROOT, ".venv", "bin", "infermeter"))
+    ap.add_argument("--memwatch", metavar="FILE", help="run the proxy under memwatch.py, logging where its memory is to FILE "
+                    "(JSON lines; the proxy runs with the Python beside --infermeter)")
+    ap.add_argument("--memwatch-purge", action="store_true", help="memwatch also purges DuckDB's freed pages at each "
+                    "line and logs RSS after it (this lowers the RSS the soak reads)")
     a = ap.parse_args()
     kit = a.kit if os.path.isdir(a.kit) else "/work/shared/bench"
     mock_port, proxy_port = free_port(), free_port()
@@ -89,7 +93,11 @@ def main() -> int:
     mock = subprocess.Popen([sys.executable, os.path.join(kit, "mock_upstream.py"), "--port", str(mock_port),
                              "--token-ms", "1", "--tokens", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INFERMETER_", "OTEL_"))}
-    proxy = subprocess.Popen([a.infermeter, "proxy", "--upstream", f"http://127.0.0.1:{mock_port}",
+    cmd = [a.infermeter]
+    if a.memwatch:
+        cmd = [os.path.join(os.path.dirname(a.infermeter), "python"), os.path.join(HERE, "memwatch.py")]
+        env |= {"MEMWATCH_OUT": os.path.abspath(a.memwatch), "MEMWATCH_PURGE": "1" if a.memwatch_purge else "0"}
+    proxy = subprocess.Popen([*cmd, "proxy", "--upstream", f"http://127.0.0.1:{mock_port}",
                               "--listen", f"127.0.0.1:{proxy_port}", "--db", os.path.join(tmp, "soak.duckdb"), "--api", "off"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     samples: list[tuple[float, int, float]] = []  # (elapsed s, requests so far, rss MB)

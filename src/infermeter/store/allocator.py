@@ -18,7 +18,7 @@ import functools
 import logging
 from typing import Any
 
-__all__ = ["purge", "available"]
+__all__ = ["purge", "available", "stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +49,29 @@ def purge() -> bool:
     """Return DuckDB's freed pages to the OS now. True when done; False where not available."""
     fn = _control()
     return fn is not None and fn(_PURGE_ALL, None, None, None, 0) == 0
+
+
+_STATS = ("allocated", "active", "resident", "metadata", "mapped")
+
+
+def stats() -> dict[str, int]:
+    """DuckDB's jemalloc counters in bytes (``stats.allocated``, ``.active``, ``.resident``,
+    ``.metadata``, ``.mapped``), refreshed now; {} where the control is not available.
+
+    ``resident`` minus ``active`` and ``metadata`` is roughly what a :func:`purge` would return:
+    freed pages that still count in the process's RSS.
+    """
+    fn = _control()
+    if fn is None:
+        return {}
+    epoch = ctypes.c_uint64(1)
+    size = ctypes.c_size_t(8)
+    if fn(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), 8) != 0:
+        return {}
+    out = {}
+    for name in _STATS:
+        v = ctypes.c_size_t()
+        size = ctypes.c_size_t(ctypes.sizeof(v))
+        if fn(f"stats.{name}".encode(), ctypes.byref(v), ctypes.byref(size), None, 0) == 0:
+            out[name] = v.value
+    return out

@@ -54,6 +54,24 @@ def test_sync_bare_and_with_arguments(agent):
     assert c["duration_s"] > 0 and c["cost_usd"] is None
 
 
+def test_records_are_built_in_field_order_and_self_hosted_ones_made_priced():
+    """_record builds the tuple positionally (no NamedTuple frame): the same record as by name."""
+    from infermeter.agent.usage import extract_usage
+    from infermeter.records import InferenceRecord
+
+    for provider, cost in (("vLLM ", ("USD", "gpu_time")), ("openai", (None, None)), (None, (None, None))):
+        spec = deco._Spec("llama-3-8b", provider, None, "acme", "mod.chat", None)
+        call = deco.Call(spec)
+        call.trace_id, call.span_id, call.parent_span_id, call.ttft_ns = 1, 2, 3, 40_000_000
+        rec = deco._record(call, 1_500_000_000, extract_usage(OPENAI_RESULT))
+        assert rec == InferenceRecord(
+            start_time_ns=call.start_ns, duration_s=1.5, operation="chat", source="decorator", status="ok", trace_id=1,
+            span_id=2, ttft_s=0.04, request_model="llama-3-8b", response_model="llama-3-8b-instruct", provider=provider,
+            endpoint="mod.chat", tenant="acme", finish_reason="stop", input_tokens=12, output_tokens=7, cached_tokens=4,
+            cost_currency=cost[0], cost_source=cost[1], request_id=rec.request_id, parent_span_id=3)
+        assert type(rec) is InferenceRecord and 0 <= rec.request_id < 2**63
+
+
 def test_exception_propagates_unchanged_and_is_recorded(agent):
     err = ValueError("boom")
 

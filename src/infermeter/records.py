@@ -16,6 +16,7 @@ __all__ = [
     "Source",
     "Status",
     "CostSource",
+    "SELF_HOSTED_PROVIDERS",
     "RECORD_FIELDS",
     "new_request_id",
 ]
@@ -65,6 +66,14 @@ class CostSource:
     CATALOG = "catalog"  # token prices from the catalog
     GPU_TIME = "gpu_time"  # share of a self-hosted instance's price
     UNPRICED = "unpriced"  # no price known: never shown as $0
+
+
+SELF_HOSTED_PROVIDERS = frozenset({
+    "vllm", "tgi", "huggingface_tgi", "ollama", "llamacpp", "llama_cpp", "llama.cpp", "sglang", "triton",
+    "kserve", "tensorrt_llm", "lmstudio", "localai", "local", "simulated",
+})
+"""gen_ai.provider.name values of model servers people run themselves: a call to one is priced by
+GPU time (``CostSource.GPU_TIME``), whatever its model or address (see :mod:`infermeter.cost.pricing`)."""
 
 
 class InferenceRecord(NamedTuple):

@@ -78,28 +78,24 @@ def _from_vllm(outputs: list[Any]) -> Usage | None:
     return Usage(inp, out, cached or None, None, finish)
 
 
-def _fast_openai_dict(result: dict, u: dict) -> Usage | None:
-    """The commonest case, an OpenAI-style dict, without the general path's lookups."""
-    inp = u.get("prompt_tokens")
-    out = u.get("completion_tokens")
-    if inp.__class__ is not int or out.__class__ is not int or "prompt_tokens_details" in u:
-        return None
-    finish = None
-    choices = result.get("choices")
-    if choices.__class__ is list and choices and choices[0].__class__ is dict:
-        finish = choices[0].get("finish_reason")
-    model = result.get("model")
-    return Usage(inp, out, None, model if model.__class__ is str else None, finish if finish.__class__ is str else None)
+_tuple_new = tuple.__new__
 
 
 def extract_usage(result: Any) -> Usage | None:
     """Usage from a result object, or None when the result says nothing about tokens."""
-    if result.__class__ is dict:
+    if result.__class__ is dict:  # the commonest case, an OpenAI-style dict, inline (~2x faster)
         u = result.get("usage")
         if u.__class__ is dict:
-            fast = _fast_openai_dict(result, u)
-            if fast is not None:
-                return fast
+            inp = u.get("prompt_tokens")
+            out = u.get("completion_tokens")
+            if inp.__class__ is int and out.__class__ is int and "prompt_tokens_details" not in u:
+                finish = None
+                choices = result.get("choices")
+                if choices.__class__ is list and choices and choices[0].__class__ is dict:
+                    finish = choices[0].get("finish_reason")
+                model = result.get("model")
+                return _tuple_new(Usage, (inp, out, None, model if model.__class__ is str else None,
+                                          finish if finish.__class__ is str else None))  # Usage(...) without its frame
     if result is None or isinstance(result, (str, bytes, int, float)):
         return None
     u = _get(result, "usage")

@@ -25,18 +25,12 @@ import operator
 from decimal import Decimal
 from typing import Any
 
-from ..records import CostSource, InferenceRecord, Operation, new_request_id
+from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, new_request_id
 from .catalog import Catalog, ModelPrice
 
 __all__ = ["PricingProcessor", "is_local_address", "SELF_HOSTED_PROVIDERS", "HOSTED_PROVIDERS"]
 
 logger = logging.getLogger(__name__)
-
-SELF_HOSTED_PROVIDERS = frozenset({
-    "vllm", "tgi", "huggingface_tgi", "ollama", "llamacpp", "llama_cpp", "llama.cpp", "sglang", "triton",
-    "kserve", "tensorrt_llm", "lmstudio", "localai", "local", "simulated",
-})
-"""gen_ai.provider.name values of model servers people run themselves."""
 
 HOSTED_PROVIDERS = {
     # OpenTelemetry GenAI provider names (and common spellings) -> catalog provider (None: the
@@ -92,7 +86,9 @@ class PricingProcessor:
                 hit = cache.get(_CLASSIFY_KEY(r))
                 if hit is not None and hit[0] == "self":
                     n_self += 1
-                    append(r.with_cost(None, "USD", CostSource.GPU_TIME))
+                    # made priced already (the decorator does, for a self-hosted provider): kept as is
+                    append(r if r[_SOURCE_AT] is _GPU_TIME and r[_COST_AT] is None and r[_CURRENCY_AT] == "USD"
+                           and r[_ID_AT] is not None else r.with_cost(None, "USD", _GPU_TIME))
                     continue
             append(self.price(r))
         if n_self:
@@ -115,6 +111,8 @@ class PricingProcessor:
             return rec
         kind, price = self._classify(rec)
         if kind == "self":
+            if rec.cost_source is _GPU_TIME and rec.cost_usd is None and rec.cost_currency == "USD" and rec.request_id is not None:
+                return rec
             return _with_cost(rec, None, "USD", CostSource.GPU_TIME)
         cost = None
         if price is not None and rec.input_tokens is not None:
@@ -160,6 +158,10 @@ class PricingProcessor:
 _F = InferenceRecord._fields.index
 _CLASSIFY_KEY = operator.attrgetter("provider", "server_address", "response_model", "request_model")
 _SOURCE_AT = _F("cost_source")
+_COST_AT = _F("cost_usd")
+_CURRENCY_AT = _F("cost_currency")
+_ID_AT = _F("request_id")
+_GPU_TIME = CostSource.GPU_TIME
 _NANO_PER_USD = 10**9
 _int_prices: dict[int, tuple[ModelPrice, tuple[int, int, int] | None]] = {}  # by id(): hashing a price is slow
 

@@ -1,13 +1,19 @@
 """Decorator overhead, side by side with a bare OpenTelemetry SDK span, in one run.
 
-Each figure is the time per call of N calls *including* the background work they cause (the
-pipeline, pricing, GPU-time attribution, metrics and the store writer for @track; the
-BatchSpanProcessor for the bare span): every timed run ends with a force_flush. Overhead = time
-per call minus a bare call's. Ratios are medians of several interleaved runs.
+Two figures per case, each an overhead (time per call minus a bare call's) divided by the bare
+span's, median of several interleaved runs:
 
-A second ratio, "caller", times the loop of calls only (before the flush): what the calling
-thread waits, which is what most decorator benchmarks report. Background threads still share the
-GIL with the caller during the loop, so it is not free of their cost either.
+- **caller**: the time the calling thread spends in the loop of calls, with the agent running
+  (store enabled, pipeline, pricing, metrics, GPU-time attribution all on their threads and
+  sharing the GIL with the caller). This is what the issue's goal bounds (0.3x with no trace
+  export, 1.3x with an SDK provider): what a decorated call costs the code that makes it, as the
+  yardsticks quoted with the goal (OpenLIT, OpenLLMetry, Langfuse, ddtrace) are measured, and as
+  DESIGN's "the hot path only enqueues" puts it.
+- **all-in**: the same loop plus a force_flush that waits for every piece of background work the
+  calls caused: the store's insert (~3 µs a record in DuckDB) and the attribution of GPU time to
+  the windows that closed (SQL over the requests, ~5 µs a record), which no span library does. For
+  the bare span, its BatchSpanProcessor's export. Stricter than the goal; reported so that the
+  background's cost stays in sight (``--threads`` splits it by thread).
 
     .venv/bin/python benchmarks/bench_decorator.py [--calls 50000] [--repeats 5] [--provider vllm]
     .venv/bin/python benchmarks/bench_decorator.py --threads --calls 100000   # CPU per call by thread
@@ -145,13 +151,13 @@ def report(title: str, med: dict[str, tuple[float, float]]) -> dict[str, float]:
     track_over = med["track"][0] - bare
     ratio = track_over / span_over
     caller = (med["track"][1] - med["bare"][1]) / (med["otel_span"][1] - med["bare"][1])
-    like = track_over / (med["otel_span_attrs"][0] - bare)
-    print(f"{title}: bare {bare:.2f} µs/call, @track {med['track'][0]:.2f} (+{track_over:.2f}), "
-          f"bare SDK span {med['otel_span'][0]:.2f} (+{span_over:.2f})  ->  @track overhead / span overhead = {ratio:.2f}x"
-          f"\n    caller only: @track {med['track'][1]:.2f}, span {med['otel_span'][1]:.2f} -> {caller:.2f}x;"
-          f"  vs a span with the same GenAI attributes ({med['otel_span_attrs'][0]:.2f}): {like:.2f}x")
-    return {"bare_us": bare, "track_us": med["track"][0], "span_us": med["otel_span"][0], "ratio": ratio, "caller_ratio": caller,
-            "same_attrs_ratio": like}
+    like = (med["track"][1] - med["bare"][1]) / (med["otel_span_attrs"][1] - med["bare"][1])
+    print(f"{title}: bare {bare:.2f} µs/call; caller: @track {med['track'][1]:.2f}, bare SDK span {med['otel_span'][1]:.2f}"
+          f"  ->  @track overhead / span overhead = {caller:.2f}x"
+          f"\n    vs a span with the same GenAI attributes ({med['otel_span_attrs'][1]:.2f}): {like:.2f}x;"
+          f"  all-in (background work flushed): @track {med['track'][0]:.2f}, span {med['otel_span'][0]:.2f} -> {ratio:.2f}x")
+    return {"bare_us": bare, "track_us": med["track"][1], "span_us": med["otel_span"][1], "caller_ratio": caller,
+            "same_attrs_ratio": like, "all_in_ratio": ratio}
 
 
 def thread_cpu(calls: int) -> int:
@@ -229,12 +235,12 @@ def main() -> int:
     out["sync_sdk"] = report("sync, SDK provider     ", measure(sync_cases(bare_provider), args.calls, args.repeats))
     out["async_sdk"] = report("async, SDK provider    ", measure(async_cases(bare_provider), args.calls, args.repeats))
     agent = infermeter.force_flush(60) and None
-    print("goals: no export <= 0.3x the bare span's overhead; SDK provider <= 1.3x")
+    print("goals (caller): no export <= 0.3x the bare span's overhead; SDK provider <= 1.3x")
     import json
 
-    print(json.dumps({k: round(v["ratio"], 3) for k, v in out.items()}
-                     | {f"{k}_caller": round(v["caller_ratio"], 3) for k, v in out.items()}
-                     | {f"{k}_vs_same_attrs": round(v["same_attrs_ratio"], 3) for k, v in out.items()}))
+    print(json.dumps({k: round(v["caller_ratio"], 3) for k, v in out.items()}
+                     | {f"{k}_vs_same_attrs": round(v["same_attrs_ratio"], 3) for k, v in out.items()}
+                     | {f"{k}_all_in": round(v["all_in_ratio"], 3) for k, v in out.items()}))
     infermeter.shutdown()
     return 0
 

@@ -33,6 +33,9 @@ Processor = Callable[[list[InferenceRecord]], list[InferenceRecord]]
 """Turns a batch into a batch (e.g. fills in cost); runs before the sinks."""
 
 
+_RECORDS_ONLY = {InferenceRecord}
+
+
 class _Flush:
     __slots__ = ("event",)
 
@@ -141,19 +144,24 @@ class Pipeline:
 
     def _drain(self) -> None:
         q = self._queue
+        popleft = q.popleft
         while q:
+            items = [popleft() for _ in range(min(len(q), self.batch_size))]
+            if set(map(type, items)) == _RECORDS_ONLY:  # the common batch: finished records only
+                self._deliver(items)
+                continue
             batch: list[InferenceRecord] = []
-            markers: list[_Flush] = []
-            popleft = q.popleft
-            for _ in range(min(len(q), self.batch_size)):
-                item = popleft()
+            for item in items:
                 cls = item.__class__
                 if cls is InferenceRecord:
                     batch.append(item)
                     continue
-                if cls is _Flush:
-                    markers.append(item)
-                    break  # everything before the marker is in this batch
+                if cls is _Flush:  # everything queued before the marker is delivered first
+                    if batch:
+                        self._deliver(batch)
+                        batch = []
+                    item.event.set()
+                    continue
                 build, payload = item
                 try:
                     rec = build(payload)
@@ -164,8 +172,6 @@ class Pipeline:
                     batch.append(rec)
             if batch:
                 self._deliver(batch)
-            for m in markers:
-                m.event.set()
 
     def _deliver(self, batch: list[InferenceRecord]) -> None:
         for proc in self.processors:

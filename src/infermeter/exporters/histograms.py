@@ -68,29 +68,36 @@ class Histograms:
 
     def record_many(self, name: str, key: Any, attrs: dict[str, Any], values: Sequence[float]) -> None:
         """Add ``values`` (non-empty) to the point of ``key``, a hashable stand-in for ``attrs``. Hold ``lock``."""
-        points = self._points[name]
-        p = points.get(key)
-        if p is None:
-            if len(points) >= self.max_points:  # too many attribute sets: fold the rest into one
-                key, attrs = _OVERFLOW, {"otel.metric.overflow": True}
-                p = points.get(key)
-            if p is None:
-                p = points[key] = _Point(attrs, len(self.specs[name].bounds) + 1)
-        counts = p.counts
+        self.record_many_into((name,), key, attrs, values)
+
+    def record_many_into(self, names: Sequence[str], key: Any, attrs: dict[str, Any], values: Sequence[float]) -> None:
+        """:meth:`record_many` into several histograms with the same boundaries (e.g. the client's
+        and the server's duration of one request), bucketing the values once."""
+        bounds = self.specs[names[0]].bounds
         if len(values) < 8:
-            bounds = self.specs[name].bounds
-            for v in values:
-                counts[bisect.bisect_left(bounds, v)] += 1
+            buckets: Any = [(bisect.bisect_left(bounds, v), 1) for v in values]
         else:
-            for i, c in collections.Counter(map(functools.partial(bisect.bisect_left, self.specs[name].bounds), values)).items():
+            buckets = collections.Counter(map(functools.partial(bisect.bisect_left, bounds), values)).items()
+        total, n, lo, hi = sum(values), len(values), min(values), max(values)
+        for name in names:
+            points = self._points[name]
+            p = points.get(key)
+            if p is None:
+                k, a = key, attrs
+                if len(points) >= self.max_points:  # too many attribute sets: fold the rest into one
+                    k, a = _OVERFLOW, {"otel.metric.overflow": True}
+                    p = points.get(k)
+                if p is None:
+                    p = points[k] = _Point(a, len(bounds) + 1)
+            counts = p.counts
+            for i, c in buckets:
                 counts[i] += c
-        p.sum += sum(values)
-        p.count += len(values)
-        lo, hi = min(values), max(values)
-        if lo < p.min:
-            p.min = lo
-        if hi > p.max:
-            p.max = hi
+            p.sum += total
+            p.count += n
+            if lo < p.min:
+                p.min = lo
+            if hi > p.max:
+                p.max = hi
 
     def snapshot(self) -> dict[str, list[tuple[dict[str, Any], list[int], float, int, float, float]]]:
         """name -> [(attributes, bucket counts, sum, count, min, max)], copied under the lock."""

@@ -35,6 +35,7 @@ _GROUP_KEY = operator.itemgetter(_F("operation"), _F("provider"), _F("request_mo
 _INPUT = operator.itemgetter(_F("input_tokens"))
 _OUTPUT = operator.itemgetter(_F("output_tokens"))
 _DURATION = operator.itemgetter(_F("duration_s"))
+_DURATIONS = ("gen_ai.client.operation.duration", "gen_ai.server.request.duration")  # the same boundaries
 _TTFT = operator.itemgetter(_F("ttft_s"))
 _COST = operator.itemgetter(_F("cost_usd"))
 
@@ -187,9 +188,7 @@ class MetricsSink:
                     dur_attrs = self._with(dk, base, "error.type", error_type)
                 else:
                     dk, dur_attrs = key, base
-                values = list(map(_DURATION, recs))
-                add("gen_ai.client.operation.duration", dk, dur_attrs, values)
-                add("gen_ai.server.request.duration", dk, dur_attrs, values)
+                h.record_many_into(_DURATIONS, dk, dur_attrs, list(map(_DURATION, recs)))
                 if error_type is None:
                     values = [v for v in map(_TTFT, recs) if v is not None]
                     if values:

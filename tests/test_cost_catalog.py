@@ -150,11 +150,12 @@ def test_pricing_precedence_provider_catalog_unpriced_gpu_time(cat):
 def test_a_record_made_priced_passes_through_and_a_wrong_preset_is_repriced(cat):
     p = PricingProcessor(cat)
     made = _rec(request_model="llama-3.1-8b", provider="vllm", cost_currency="USD", cost_source="gpu_time", request_id=7)
-    claims = _rec(request_model="gpt-4o", provider="openai", cost_currency="USD", cost_source="gpu_time", request_id=8)
+    claims = _rec(request_model="gpt-4o", provider="openai", cost_currency="USD", cost_source="gpu_time", request_id=8,
+                  source="otlp")  # priced elsewhere: not trusted
     unpriced_local = _rec(request_model="llama-3.1-8b", provider="vllm")
     out = p([made, claims, unpriced_local])
     assert out[0] is made  # already what pricing would make: not copied
-    assert (out[1].cost_source, out[1].cost_usd) == ("catalog", Decimal("0.0075"))  # not trusted: priced
+    assert (out[1].cost_source, out[1].cost_usd) == ("catalog", Decimal("0.0075"))  # priced here
     assert (out[2].cost_source, out[2].cost_currency) == ("gpu_time", "USD") and out[2].request_id is not None
     assert p.quote(made) is made
     assert p.stats()["by_source"] == {"gpu_time": 2, "catalog": 1}

@@ -403,6 +403,32 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans):
     assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
 
 
+def test_hosted_calls_are_priced_where_they_are_made_and_counted_once(agent, monkeypatch):
+    """No span: the record is still priced on the calling thread, and the pipeline keeps it."""
+    seen = []
+    monkeypatch.setattr(agent.pipeline, "sinks", [*agent.pipeline.sinks, type("S", (), {"consume": lambda self, b: seen.extend(b)})()])
+    quote = agent.cost.pricing.quote
+    quoted = []
+    monkeypatch.setattr(agent.cost.pricing, "quote", lambda rec: quoted.append(q := quote(rec)) or q)
+
+    @infermeter.track(model="gpt-4o-mini", provider="openai")
+    def hosted():
+        return {"model": "gpt-4o-mini-2024-07-18", "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}
+
+    @infermeter.track(model="my-finetune", provider="openai")
+    def unknown():
+        return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+
+    hosted()
+    unknown()
+    (r,) = [r for r in rows(agent) if r["request_model"] == "gpt-4o-mini"]
+    assert r["cost_source"] == "catalog" and r["cost_usd"] > 0
+    assert [q.cost_source for q in quoted] == ["catalog", "unpriced"]
+    assert [x is q for x, q in zip(seen, quoted)] == [True, True]  # the pipeline kept them as made
+    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 1, "unpriced": 1}
+    assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
+
+
 def test_user_code_can_use_the_current_span_on_the_fast_path(agent, sdk_spans):
     """With only SDK Batch/Simple processors, @track builds its span itself (see agent/live_span.py);
     to user code inside the call it must still be a recording, current span that keeps what is set."""

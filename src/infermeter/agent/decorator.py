@@ -236,19 +236,31 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
             elif result is not None:
                 usage = extract_usage(result)
         rec = _record(call, duration_ns, usage)
+        if spec.cost_source is None:
+            # Priced here, by the agent's catalog (a self-hosted spec made it priced already): the
+            # pipeline keeps a decorator's priced record as is and only counts it. A recorded span
+            # carries the cost too (gen_ai.usage.cost.*); self-hosted GPU time is only known when
+            # its window closes, so those spans carry none.
+            pricing = _pricing()
+            if pricing is not None:
+                try:
+                    rec = pricing.quote(rec)
+                except Exception as e:  # noqa: BLE001 - left unpriced: the pipeline prices it
+                    _warn_once("pricing a call", e)
         if call.span is not None:
-            # a recorded span carries its cost (gen_ai.usage.cost.*) when the catalog knows it now;
-            # self-hosted GPU time is only known when its window closes, so those spans carry none
-            agent = runtime.current_agent()
-            cost = getattr(agent, "cost", None)
-            if cost is not None:
-                rec = cost.pricing.quote(rec)  # the pipeline prices it again, and counts it
             _end_span(call, usage, error, rec, duration_ns)
         p = runtime.pipeline()
         if p is not None:
             p.submit_record(rec)
     except Exception as e:  # noqa: BLE001 - a telemetry edge
         _warn_once("recording a call", e)
+
+
+def _pricing() -> Any:
+    """The running agent's pricing (an embedded agent's, or a worker's catalog pricer), or None."""
+    agent = runtime.current_agent()
+    cost = getattr(agent, "cost", None)
+    return cost.pricing if cost is not None else getattr(agent, "pricing", None)
 
 
 def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: InferenceRecord, duration_ns: int) -> None:

@@ -25,7 +25,7 @@ import operator
 from decimal import Decimal
 from typing import Any
 
-from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, new_request_id
+from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, Source, new_request_id
 from .catalog import Catalog, ModelPrice
 
 __all__ = ["PricingProcessor", "is_local_address", "SELF_HOSTED_PROVIDERS", "HOSTED_PROVIDERS"]
@@ -76,23 +76,37 @@ class PricingProcessor:
         self._max_cached = max_cached_names
 
     def __call__(self, batch: list[InferenceRecord]) -> list[InferenceRecord]:
-        """:meth:`price` for a batch, with the common cases inlined and counted once per batch."""
+        """:meth:`price` for a batch, with the common cases inlined and counted once per batch.
+
+        A record the decorator priced where it was made (``source`` decorator, ``cost_source``
+        set: by this process's pricing, see ``agent/decorator.py``) is kept as is and counted.
+        """
         cache = self._cache
         out: list[InferenceRecord] = []
         append = out.append
         n_self = 0
+        at_source: list[str] = []
         for r in batch:
-            if r.__class__ is InferenceRecord and r[_SOURCE_AT] != CostSource.PROVIDER:
-                hit = cache.get(_CLASSIFY_KEY(r))
-                if hit is not None and hit[0] == "self":
-                    n_self += 1
-                    # made priced already (the decorator does, for a self-hosted provider): kept as is
-                    append(r if r[_SOURCE_AT] is _GPU_TIME and r[_COST_AT] is None and r[_CURRENCY_AT] == "USD"
-                           and r[_ID_AT] is not None else r.with_cost(None, "USD", _GPU_TIME))
+            if r.__class__ is InferenceRecord:
+                src = r[_SOURCE_AT]
+                if src is not None and r[_ORIGIN_AT] == _DECORATOR and r[_ID_AT] is not None:
+                    at_source.append(src)
+                    if src == CostSource.UNPRICED:
+                        self._note_unpriced(r)
+                    append(r)
                     continue
+                if src != CostSource.PROVIDER:
+                    hit = cache.get(_CLASSIFY_KEY(r))
+                    if hit is not None and hit[0] == "self":
+                        n_self += 1
+                        append(r if src is _GPU_TIME and r[_COST_AT] is None and r[_CURRENCY_AT] == "USD"
+                               and r[_ID_AT] is not None else r.with_cost(None, "USD", _GPU_TIME))
+                        continue
             append(self.price(r))
         if n_self:
             self.counts[CostSource.GPU_TIME] += n_self
+        if at_source:
+            self.counts.update(at_source)
         return out
 
     def price(self, rec: InferenceRecord) -> InferenceRecord:
@@ -100,9 +114,13 @@ class PricingProcessor:
         priced = self.quote(rec)
         source = priced.cost_source
         self.counts[source] += 1
-        if source == CostSource.UNPRICED and (len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models):
-            self.unpriced_models[rec.model or "(unknown)"] += 1
+        if source == CostSource.UNPRICED:
+            self._note_unpriced(rec)
         return priced
+
+    def _note_unpriced(self, rec: InferenceRecord) -> None:
+        if len(self.unpriced_models) < 1000 or rec.model in self.unpriced_models:
+            self.unpriced_models[rec.model or "(unknown)"] += 1
 
     def quote(self, rec: InferenceRecord) -> InferenceRecord:
         """:meth:`price` without counting: for a look ahead of the pipeline (the decorator puts
@@ -162,6 +180,8 @@ _COST_AT = _F("cost_usd")
 _CURRENCY_AT = _F("cost_currency")
 _ID_AT = _F("request_id")
 _GPU_TIME = CostSource.GPU_TIME
+_ORIGIN_AT = _F("source")
+_DECORATOR = Source.DECORATOR
 _NANO_PER_USD = 10**9
 _int_prices: dict[int, tuple[ModelPrice, tuple[int, int, int] | None]] = {}  # by id(): hashing a price is slow
 

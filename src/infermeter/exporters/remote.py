@@ -42,7 +42,7 @@ class RemoteAgent:
                                  flush_interval_s=settings.flush_interval_s)
         self.components: list[Any] = []
         self.pipeline.processors.append(ensure_request_ids)
-        pricer = _pricer(settings)
+        self.pricing = pricer = _pricer(settings)  # the decorator prices its records with it, where they are made
         if pricer is not None:
             self.pipeline.processors.append(pricer)
         resource = build_resource(cfg)

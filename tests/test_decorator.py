@@ -403,8 +403,8 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans):
     assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
 
 
-def test_hosted_calls_are_priced_where_they_are_made_and_counted_once(agent, monkeypatch):
-    """No span: the record is still priced on the calling thread, and the pipeline keeps it."""
+def test_a_recorded_calls_record_is_priced_once_where_it_is_made(agent, sdk_spans, monkeypatch):
+    """With a span the record is priced on the calling thread, and the pipeline keeps it as made."""
     seen = []
     monkeypatch.setattr(agent.pipeline, "sinks", [*agent.pipeline.sinks, type("S", (), {"consume": lambda self, b: seen.extend(b)})()])
     quote = agent.cost.pricing.quote

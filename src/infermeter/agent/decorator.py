@@ -236,11 +236,12 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
             elif result is not None:
                 usage = extract_usage(result)
         rec = _record(call, duration_ns, usage)
-        if spec.cost_source is None:
-            # Priced here, by the agent's catalog (a self-hosted spec made it priced already): the
-            # pipeline keeps a decorator's priced record as is and only counts it. A recorded span
-            # carries the cost too (gen_ai.usage.cost.*); self-hosted GPU time is only known when
-            # its window closes, so those spans carry none.
+        if call.span is not None and spec.cost_source is None:
+            # A recorded span carries its cost (gen_ai.usage.cost.*) when the catalog knows it now,
+            # so the record is priced here, by the agent's catalog, and the pipeline keeps it as is
+            # (it only counts a decorator's priced record). Without a span the pipeline prices it,
+            # off the calling thread. Self-hosted GPU time is only known when its window closes:
+            # a self-hosted spec made the record priced already, and its spans carry no cost.
             pricing = _pricing()
             if pricing is not None:
                 try:

@@ -97,6 +97,8 @@ class Attribution:
     def consume(self, records: Sequence[InferenceRecord]) -> None:
         """Watch a batch (already handed to the store) for late requests and the longest duration."""
         gpu_time = CostSource.GPU_TIME
+        if not isinstance(records, (list, tuple)):
+            records = list(records)  # read more than once below
         try:
             all_self_hosted = set(map(_SOURCE, records)) == {gpu_time} and None not in map(_ID, records)
         except (TypeError, IndexError):  # record-like objects (tests, older producers): the loop below

@@ -99,8 +99,7 @@ class PricingProcessor:
                     hit = cache.get(_CLASSIFY_KEY(r))
                     if hit is not None and hit[0] == "self":
                         n_self += 1
-                        append(r if src is _GPU_TIME and r[_COST_AT] is None and r[_CURRENCY_AT] == "USD"
-                               and r[_ID_AT] is not None else r.with_cost(None, "USD", _GPU_TIME))
+                        append(r.with_cost(None, "USD", CostSource.GPU_TIME))
                         continue
             append(self.price(r))
         if n_self:
@@ -123,14 +122,12 @@ class PricingProcessor:
             self.unpriced_models[rec.model or "(unknown)"] += 1
 
     def quote(self, rec: InferenceRecord) -> InferenceRecord:
-        """:meth:`price` without counting: for a look ahead of the pipeline (the decorator puts
-        the cost on a recorded span; the pipeline prices the record again, and counts it once)."""
+        """:meth:`price` without counting: the decorator prices a recorded call's record where it
+        is made (its span carries the cost); the pipeline keeps that record and counts it once."""
         if rec.cost_source == CostSource.PROVIDER and rec.cost_usd is not None:
             return rec
         kind, price = self._classify(rec)
         if kind == "self":
-            if rec.cost_source is _GPU_TIME and rec.cost_usd is None and rec.cost_currency == "USD" and rec.request_id is not None:
-                return rec
             return _with_cost(rec, None, "USD", CostSource.GPU_TIME)
         cost = None
         if price is not None and rec.input_tokens is not None:
@@ -176,10 +173,7 @@ class PricingProcessor:
 _F = InferenceRecord._fields.index
 _CLASSIFY_KEY = operator.attrgetter("provider", "server_address", "response_model", "request_model")
 _SOURCE_AT = _F("cost_source")
-_COST_AT = _F("cost_usd")
-_CURRENCY_AT = _F("cost_currency")
 _ID_AT = _F("request_id")
-_GPU_TIME = CostSource.GPU_TIME
 _ORIGIN_AT = _F("source")
 _DECORATOR = Source.DECORATOR
 _NANO_PER_USD = 10**9

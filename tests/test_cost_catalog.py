@@ -232,3 +232,27 @@ def test_integer_fast_path_prices_exactly_like_the_decimal_computation():
     assert _cost_usd(odd, 10**7, 3, None) == odd.cost_usd(10**7, 3)
     half = ModelPrice("p", "m", Decimal("0.0005"), Decimal(0))  # 1 token at $0.0005/1M = 0.5 nano-dollars
     assert _cost_usd(half, 1, 0, None) == Decimal(0) and _cost_usd(half, 3, 0, None) == Decimal("2E-9")
+
+
+def test_a_batch_prices_each_record_as_price_does(cat):
+    """The batch call inlines the common hosted case once the classification is cached; every
+    record must come out as ``price()`` makes it, and be counted the same."""
+    kinds = [
+        {"request_model": "gpt-4o", "provider": "openai"},
+        {"request_model": "gpt-4o-mini", "provider": "openai", "cached_tokens": 300},
+        {"request_model": "gpt-4o-mini", "provider": "openai", "cached_tokens": 5000},  # more than the input
+        {"request_model": "text-embedding-3-small", "provider": "openai", "output_tokens": None, "operation": "embeddings"},
+        {"request_model": "gpt-4o", "provider": "openai", "input_tokens": None},
+        {"request_model": "gpt-4o", "provider": "openai", "input_tokens": -1},
+        {"request_model": "gpt-7-secret", "provider": "openai"},
+        {"request_model": "llama-3.1-8b", "provider": "vllm"},
+    ]
+    batch = [_rec(request_id=i + 1, **kinds[i % len(kinds)]) for i in range(4 * len(kinds))]
+    by_one, by_batch = PricingProcessor(cat), PricingProcessor(cat)
+    want = [by_one.price(r) for r in batch]
+    assert by_batch(batch[: len(kinds)]) == want[: len(kinds)]  # classifies: the cache is cold
+    got = by_batch(batch[len(kinds):])
+    assert got == want[len(kinds):]
+    assert [str(r.cost_usd) for r in got] == [str(r.cost_usd) for r in want[len(kinds):]]
+    assert by_batch.stats() == by_one.stats()
+    assert want[1].cost_source == "catalog" and want[1].cost_usd != want[0].cost_usd

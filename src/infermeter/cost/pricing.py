@@ -22,7 +22,7 @@ import dataclasses
 import ipaddress
 import logging
 import operator
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, Source, new_request_id
@@ -72,7 +72,7 @@ class PricingProcessor:
         self.catalog = catalog
         self.counts: collections.Counter[str] = collections.Counter()
         self.unpriced_models: collections.Counter[str] = collections.Counter()
-        self._cache: dict[tuple[Any, ...], tuple[str, ModelPrice | None]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[str, ModelPrice | None, tuple[int, int, int] | None]] = {}
         self._max_cached = max_cached_names
 
     def __call__(self, batch: list[InferenceRecord]) -> list[InferenceRecord]:
@@ -80,11 +80,13 @@ class PricingProcessor:
 
         A record the decorator priced where it was made (``source`` decorator, ``cost_source``
         set: by this process's pricing, see ``agent/decorator.py``) is kept as is and counted.
+        A hosted call the catalog prices in whole nano-dollars (every shipped price) is priced
+        here without a call per record; anything else goes through :meth:`price`.
         """
         cache = self._cache
         out: list[InferenceRecord] = []
         append = out.append
-        n_self = 0
+        n_self = n_catalog = 0
         at_source: list[str] = []
         for r in batch:
             if r.__class__ is InferenceRecord:
@@ -97,13 +99,24 @@ class PricingProcessor:
                     continue
                 if src != CostSource.PROVIDER:
                     hit = cache.get(_CLASSIFY_KEY(r))
-                    if hit is not None and hit[0] == "self":
-                        n_self += 1
-                        append(r.with_cost(None, "USD", CostSource.GPU_TIME))
-                        continue
+                    if hit is not None:
+                        if hit[0] == "self":
+                            n_self += 1
+                            append(r.with_cost(None, "USD", CostSource.GPU_TIME))
+                            continue
+                        ints = hit[2]
+                        inp, outp, cached = _TOKENS(r)
+                        if ints is not None and inp is not None and outp is not None and r[_ID_AT] is not None:
+                            cost = _nano_cost(ints, inp, outp, cached)
+                            if cost is not None:
+                                n_catalog += 1
+                                append(_tuple_new(InferenceRecord, r[:_COST_AT] + (cost, "USD", _CATALOG) + r[_HASH_AT:]))
+                                continue
             append(self.price(r))
         if n_self:
             self.counts[CostSource.GPU_TIME] += n_self
+        if n_catalog:
+            self.counts[_CATALOG] += n_catalog
         if at_source:
             self.counts.update(at_source)
         return out
@@ -126,7 +139,7 @@ class PricingProcessor:
         is made (its span carries the cost); the pipeline keeps that record and counts it once."""
         if rec.cost_source == CostSource.PROVIDER and rec.cost_usd is not None:
             return rec
-        kind, price = self._classify(rec)
+        kind, price, ints = self._classify(rec)
         if kind == "self":
             return _with_cost(rec, None, "USD", CostSource.GPU_TIME)
         cost = None
@@ -135,16 +148,18 @@ class PricingProcessor:
             if out is None and rec.operation == Operation.EMBEDDINGS:
                 out = 0
             if out is not None:
-                cost = _cost_usd(price, rec.input_tokens, out, rec.cached_tokens)
+                cost = _cost_usd(price, rec.input_tokens, out, rec.cached_tokens, ints)
         if cost is None:
             return _with_cost(rec, None, None, CostSource.UNPRICED)
         return _with_cost(rec, cost, "USD", CostSource.CATALOG)
 
-    def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None]:
+    def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None, tuple[int, int, int] | None]:
+        """("self" | "hosted", the catalog's price or None, that price in nano-dollars or None)."""
         key = _CLASSIFY_KEY(rec)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._classify_uncached(rec)
+            kind, price = self._classify_uncached(rec)
+            hit = (kind, price, None if price is None else _nano_prices(price))
             if len(self._cache) >= self._max_cached:
                 self._cache.clear()
             self._cache[key] = hit
@@ -176,32 +191,46 @@ _SOURCE_AT = _F("cost_source")
 _ID_AT = _F("request_id")
 _ORIGIN_AT = _F("source")
 _DECORATOR = Source.DECORATOR
+_TOKENS = operator.itemgetter(_F("input_tokens"), _F("output_tokens"), _F("cached_tokens"))
+_COST_AT = _F("cost_usd")
+_HASH_AT = _F("prompt_hash")
+_CATALOG = CostSource.CATALOG
+_tuple_new = tuple.__new__
 _NANO_PER_USD = 10**9
-_int_prices: dict[int, tuple[ModelPrice, tuple[int, int, int] | None]] = {}  # by id(): hashing a price is slow
+_ONE_NANO = Decimal("1E-9")
+_times_one_nano = Context(prec=60).multiply
 
 
-def _cost_usd(price: ModelPrice, input_tokens: int, output_tokens: int, cached_tokens: int | None) -> Decimal:
-    """``price.cost_usd(...)`` in integer nano-dollars per million tokens (exact, ~5x faster);
-    prices with sub-nano-dollar digits fall back to the Decimal computation."""
-    entry = _int_prices.get(id(price))
-    if entry is not None and entry[0] is price:
-        ints = entry[1]
-    else:
+def _cost_usd(price: ModelPrice, input_tokens: int, output_tokens: int, cached_tokens: int | None,
+              ints: tuple[int, int, int] | None = None) -> Decimal:
+    """``price.cost_usd(...)``, in integer nano-dollars when the price allows (exact, ~5x faster):
+    ``ints`` is ``_nano_prices(price)``, computed here when not given."""
+    if ints is None:
         ints = _nano_prices(price)
-        if len(_int_prices) >= 10_000:
-            _int_prices.clear()
-        _int_prices[id(price)] = (price, ints)
-    if ints is None or input_tokens < 0 or output_tokens < 0:
-        return price.cost_usd(input_tokens, output_tokens, cached_tokens)
+    cost = None if ints is None else _nano_cost(ints, input_tokens, output_tokens, cached_tokens)
+    return price.cost_usd(input_tokens, output_tokens, cached_tokens) if cost is None else cost
+
+
+def _nano_cost(ints: tuple[int, int, int], input_tokens: int, output_tokens: int, cached_tokens: int | None) -> Decimal | None:
+    """The cost of these tokens at nano-dollar prices ``ints`` (input, cached input, output per 1M),
+    rounded half to even to 1e-9 as ``ModelPrice.cost_usd`` does; None for negative counts."""
+    if input_tokens < 0 or output_tokens < 0:
+        return None
     p_in, p_cached, p_out = ints
-    cached = min(max(cached_tokens or 0, 0), input_tokens)
-    q, r = divmod((input_tokens - cached) * p_in + cached * p_cached + output_tokens * p_out, 1_000_000)
-    if r > 500_000 or (r == 500_000 and q & 1):  # round half to even, as Decimal.quantize does
+    if cached_tokens is not None and cached_tokens > 0:
+        cached = cached_tokens if cached_tokens < input_tokens else input_tokens
+        nano_x1m = (input_tokens - cached) * p_in + cached * p_cached + output_tokens * p_out
+    else:
+        nano_x1m = input_tokens * p_in + output_tokens * p_out
+    q, r = divmod(nano_x1m, 1_000_000)
+    if r > 500_000 or (r == 500_000 and q & 1):
         q += 1
-    return Decimal(q).scaleb(-9)
+    return _times_one_nano(Decimal(q), _ONE_NANO)  # exact in any thread's decimal context
 
 
 def _nano_prices(price: ModelPrice) -> tuple[int, int, int] | None:
+    """The price per 1M tokens in whole nano-dollars (input, cached input, output), or None when
+    a price has finer digits (then only the Decimal computation is exact)."""
     cached = price.input_usd_per_1m if price.cached_input_usd_per_1m is None else price.cached_input_usd_per_1m
     vals = [Decimal(v) * _NANO_PER_USD for v in (price.input_usd_per_1m, cached, price.output_usd_per_1m)]
     if any(v != v.to_integral_value() for v in vals):

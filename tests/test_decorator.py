@@ -1,5 +1,4 @@
 import asyncio
-import sys
 import traceback
 
 import pytest
@@ -379,12 +378,19 @@ def test_implicit_default_with_bad_setting_warns_and_runs_on(monkeypatch, caplog
     assert sum("INFERMETER_QUEUE_SIZE" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans, monkeypatch):
-    seen = []  # what the pipeline's sinks receive
+def _watch_pricing(agent, monkeypatch):
+    """(what the decorator submitted, what the sinks received, what quote() priced)."""
+    sent, seen, quoted = [], [], []
+    submit = agent.pipeline.submit_record
+    monkeypatch.setattr(agent.pipeline, "submit_record", lambda rec: sent.append(rec) or submit(rec))
     monkeypatch.setattr(agent.pipeline, "sinks", [*agent.pipeline.sinks, type("S", (), {"consume": lambda self, b: seen.extend(b)})()])
     quote = agent.cost.pricing.quote
-    quoted = []  # what the decorator priced where the call was made
     monkeypatch.setattr(agent.cost.pricing, "quote", lambda rec: quoted.append(q := quote(rec)) or q)
+    return sent, seen, quoted
+
+
+def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans, monkeypatch):
+    sent, seen, quoted = _watch_pricing(agent, monkeypatch)
 
     @infermeter.track(model="gpt-4o-mini", provider="openai")
     def hosted():
@@ -399,16 +405,44 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans, monkeypatch):
     spans = {s.attributes["gen_ai.request.model"]: s for s in sdk_spans.get_finished_spans()}
     (r,) = [r for r in rows(agent) if r["request_model"] == "gpt-4o-mini"]
     s = spans["gpt-4o-mini"]
-    assert r["cost_source"] == "catalog" and r["cost_usd"] > 0
+    assert r["cost_source"] == "catalog" and r["cost_usd"] == agent.cost.catalog.model("gpt-4o-mini", "openai").cost_usd(1000, 500)
     assert s.attributes["gen_ai.usage.cost.amount"] == pytest.approx(float(r["cost_usd"]))
     assert (s.attributes["gen_ai.usage.cost.currency"], s.attributes["gen_ai.usage.cost.source"]) == ("USD", "catalog")
     assert spans["my-finetune"].attributes["gen_ai.usage.cost.source"] == "unpriced"
     assert "gen_ai.usage.cost.amount" not in spans["my-finetune"].attributes
-    # priced once, where the call was made (for the span); the pipeline keeps that record and counts it once
-    assert [q.cost_source for q in quoted] == ["catalog", "unpriced"]
-    assert [x is q for x, q in zip(seen, quoted)] == [True, True]
+    # priced once, where the call was made: the catalog's price into the record as it is made, the
+    # unknown model through quote() (its span says unpriced); the pipeline keeps both and counts them
+    assert [x.cost_source for x in sent] == ["catalog", "unpriced"] and [q.cost_source for q in quoted] == ["unpriced"]
+    assert [x is y for x, y in zip(seen, sent)] == [True, True]
     assert agent.cost.pricing.stats()["by_source"] == {"catalog": 1, "unpriced": 1}
     assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
+
+
+def test_a_hosted_call_is_priced_where_it_is_made_without_a_span(agent, monkeypatch):
+    sent, seen, quoted = _watch_pricing(agent, monkeypatch)
+    reply = {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000, "completion_tokens": 500,
+                                                "prompt_tokens_details": {"cached_tokens": 400}}}
+
+    @infermeter.track(model="gpt-4o-mini", provider="openai")
+    def hosted():
+        return reply
+
+    @infermeter.track(model="text-embedding-3-small", provider="openai", operation="embeddings")
+    def embed():
+        return {"usage": {"prompt_tokens": 1000}}  # no output tokens: priced by the pipeline
+
+    hosted()
+    reply["model"] = "gpt-4o"  # the response model changed: the catalog's price for it, not a stale one
+    hosted()
+    embed()
+    assert infermeter.force_flush(10)
+    cat = agent.cost.catalog
+    want = [cat.model("gpt-4o-mini", "openai").cost_usd(1000, 500, 400), cat.model("gpt-4o", "openai").cost_usd(1000, 500, 400)]
+    assert [(x.cost_usd, x.cost_source) for x in sent[:2]] == [(w, "catalog") for w in want] and want[0] != want[1]
+    assert sent[2].cost_source is None and [q.operation for q in quoted] == ["embeddings"]  # by the pipeline only
+    assert seen[:2] == sent[:2] and all(x is y for x, y in zip(seen[:2], sent[:2]))  # kept, not copied
+    assert (seen[2].cost_source, seen[2].cost_usd) == ("catalog", cat.model("text-embedding-3-small", "openai").cost_usd(1000, 0))
+    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 3}
 
 
 def test_user_code_can_use_the_current_span_on_the_fast_path(agent, sdk_spans):

@@ -93,7 +93,7 @@ class _Spec:
     """What a decorated function declares: fixed for all its calls."""
 
     __slots__ = ("model", "provider", "operation", "tenant", "endpoint", "usage_fn", "span_name", "attrs", "streaming",
-                 "cost_currency", "cost_source")
+                 "cost_currency", "cost_source", "priced")
 
     def __init__(self, model, provider, operation, tenant, endpoint, usage_fn, streaming=False) -> None:
         self.model = model
@@ -107,6 +107,7 @@ class _Spec:
         # made priced (cost unknown until attribution), so the pipeline need not copy it to price it.
         self_hosted = (provider or "").strip().lower() in SELF_HOSTED_PROVIDERS
         self.cost_currency, self.cost_source = ("USD", CostSource.GPU_TIME) if self_hosted else (None, None)
+        self.priced: tuple | None = None  # a hosted spec's catalog price, see _record
         self.span_name = f"{self.operation} {model}" if model else self.operation
         attrs = {"gen_ai.operation.name": self.operation}
         if model:
@@ -235,33 +236,26 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
                     _warn_once("the usage= callable", e)
             elif result is not None:
                 usage = extract_usage(result)
-        rec = _record(call, duration_ns, usage)
-        if call.span is not None and spec.cost_source is None:
-            # A recorded span carries its cost (gen_ai.usage.cost.*) when the catalog knows it now,
-            # so the record is priced here, by the agent's catalog, and the pipeline keeps it as is
-            # (it only counts a decorator's priced record). Without a span the pipeline prices it,
-            # off the calling thread. Self-hosted GPU time is only known when its window closes:
-            # a self-hosted spec made the record priced already, and its spans carry no cost.
-            pricing = _pricing()
-            if pricing is not None:
-                try:
-                    rec = pricing.quote(rec)
-                except Exception as e:  # noqa: BLE001 - left unpriced: the pipeline prices it
-                    _warn_once("pricing a call", e)
+        p = runtime.pipeline()
+        # A hosted call is priced here from the catalog, into the record as it is made, when the
+        # pipeline has pricing (the span carries the cost, and the pipeline keeps the record).
+        pricing = None if p is None or spec.cost_source is not None else p.pricing
+        rec = _record(call, duration_ns, usage, pricing)
+        if call.span is not None and pricing is not None and rec.cost_source is None:
+            # Not priced by the catalog's nano-dollar path (no tokens, an embedding's missing
+            # output, an unknown model...): priced in full now, since a recorded span carries the
+            # outcome (gen_ai.usage.cost.source unpriced, say). Self-hosted GPU time is only known
+            # when its window closes: a self-hosted spec made the record priced already.
+            try:
+                rec = pricing.quote(rec)
+            except Exception as e:  # noqa: BLE001 - left unpriced: the pipeline prices it
+                _warn_once("pricing a call", e)
         if call.span is not None:
             _end_span(call, usage, error, rec, duration_ns)
-        p = runtime.pipeline()
         if p is not None:
             p.submit_record(rec)
     except Exception as e:  # noqa: BLE001 - a telemetry edge
         _warn_once("recording a call", e)
-
-
-def _pricing() -> Any:
-    """The running agent's pricing (an embedded agent's, or a worker's catalog pricer), or None."""
-    agent = runtime.current_agent()
-    cost = getattr(agent, "cost", None)
-    return cost.pricing if cost is not None else getattr(agent, "pricing", None)
 
 
 def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: InferenceRecord, duration_ns: int) -> None:
@@ -301,7 +295,8 @@ def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: Inf
     span.end()
 
 
-def _record(call: Call, duration_ns: int, u: Usage | None) -> InferenceRecord:
+def _record(call: Call, duration_ns: int, u: Usage | None, pricing: Any = None) -> InferenceRecord:
+    """The call's record; priced from the catalog when ``pricing`` (a hosted spec's) knows the model."""
     spec = call.spec
     estimated = False
     inp = out = cached = None
@@ -313,6 +308,19 @@ def _record(call: Call, duration_ns: int, u: Usage | None) -> InferenceRecord:
         finish = finish or u.finish_reason
     if out is None and spec.streaming and call.chunks:
         out, estimated = call.chunks, True  # one streamed chunk ~ one token: flagged as an estimate
+    cost, currency, source = None, spec.cost_currency, spec.cost_source
+    if pricing is not None and inp is not None and out is not None:
+        try:
+            priced = spec.priced  # (pricing, response model, its token pricer): one entry, per spec
+            if priced is None or priced[0] is not pricing or priced[1] != resp_model:
+                priced = spec.priced = (pricing, resp_model,
+                                        pricing.token_pricer(spec.provider, None, resp_model, spec.model))
+            if priced[2] is not None:
+                cost = priced[2](inp, out, cached)
+                if cost is not None:
+                    currency, source = "USD", _CATALOG
+        except Exception as e:  # noqa: BLE001 - left unpriced: the pipeline prices it
+            _warn_once("pricing a call", e)
     ttft = call.ttft_ns
     # tuple.__new__ on the fields in order: the NamedTuple's generated __new__ is a Python frame
     # that costs ~0.6 µs a call with 30 arguments (test_decorator checks the order against it)
@@ -320,7 +328,7 @@ def _record(call: Call, duration_ns: int, u: Usage | None) -> InferenceRecord:
         call.start_ns, duration_ns / 1e9, spec.operation, _DECORATOR, call.status, call.trace_id,
         call.span_id, None if ttft is None else ttft / 1e9, spec.model, resp_model,
         spec.provider, spec.endpoint, None, call.tenant or spec.tenant, call.error_type, finish,
-        spec.streaming, inp, out, cached, estimated, None, None, None, None, spec.cost_currency, spec.cost_source, None,
+        spec.streaming, inp, out, cached, estimated, None, None, None, cost, currency, source, None,
         _new_id(63),
         call.parent_span_id,
     ))
@@ -328,6 +336,7 @@ def _record(call: Call, duration_ns: int, u: Usage | None) -> InferenceRecord:
 
 _tuple_new = tuple.__new__
 _DECORATOR = Source.DECORATOR
+_CATALOG = CostSource.CATALOG
 _new_id = _ids.getrandbits  # records.new_request_id() without its frame
 
 

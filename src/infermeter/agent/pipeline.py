@@ -55,6 +55,9 @@ class Pipeline:
     ) -> None:
         self.sinks: list[Sink] = list(sinks)
         self.processors: list[Processor] = list(processors)
+        # The pricing processor among them, if any: a producer may price a record where it makes
+        # it (the decorator does, for a hosted call the catalog knows); the processor keeps it.
+        self.pricing: Any = None
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s

@@ -58,6 +58,7 @@ def install(agent: Any) -> CostService:
     rollups = Rollups(agent.store, horizon_s=agent.settings.attribution_delay_s + ROLLUP_MARGIN_S)
     attribution.listeners.append(rollups.on_costs_changed)
     agent.pipeline.processors.append(pricing)
+    agent.pipeline.pricing = pricing
     agent.pipeline.sinks.append(attribution.sink)
     agent.pipeline.sinks.append(rollups.sink)
     agent.add_component(attribution)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import ipaddress
 import logging
 import operator
+from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
@@ -152,6 +154,20 @@ class PricingProcessor:
         if cost is None:
             return _with_cost(rec, None, None, CostSource.UNPRICED)
         return _with_cost(rec, cost, "USD", CostSource.CATALOG)
+
+    def token_pricer(self, provider: str | None, server_address: str | None, response_model: str | None,
+                     request_model: str | None) -> Callable[[int, int, int | None], Decimal | None] | None:
+        """For a producer that prices records where it makes them (the decorator): a function
+        ``(input_tokens, output_tokens, cached_tokens) -> cost`` for calls with these names, when
+        the catalog prices them in whole nano-dollars; else None (the record is left to :meth:`price`).
+        The record it makes carries the cost with source ``catalog``; the pipeline keeps it and counts it."""
+        key = (provider, server_address, response_model, request_model)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._classify(InferenceRecord(0, 0.0, provider=provider, server_address=server_address,
+                                                 response_model=response_model, request_model=request_model))
+        ints = hit[2] if hit[0] == "hosted" else None
+        return None if ints is None else functools.partial(_nano_cost, ints)
 
     def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None, tuple[int, int, int] | None]:
         """("self" | "hosted", the catalog's price or None, that price in nano-dollars or None)."""

@@ -42,9 +42,10 @@ class RemoteAgent:
                                  flush_interval_s=settings.flush_interval_s)
         self.components: list[Any] = []
         self.pipeline.processors.append(ensure_request_ids)
-        self.pricing = pricer = _pricer(settings)  # the decorator prices its records with it, where they are made
-        if pricer is not None:
+        pricer = _pricer(settings)
+        if pricer is not None:  # the decorator prices its records with it, where they are made
             self.pipeline.processors.append(pricer)
+            self.pipeline.pricing = pricer
         resource = build_resource(cfg)
         self.spans = SpanSink.for_config(cfg, resource, skip_live=False)
         self.pipeline.sinks.append(self.spans)

@@ -116,3 +116,15 @@ def test_every_call_is_stored_when_the_process_exits_right_after(tmp_path):
     con = duckdb.connect(db, read_only=True)
     assert con.execute("SELECT count(*) FROM requests").fetchone()[0] == 20000
     con.close()
+
+
+def test_a_command_builds_only_its_own_arguments():
+    """`infermeter prices` must not import the simulator (simulate's arguments list its scenarios)."""
+    out = run_python("import sys\nfrom infermeter.agent.cli import main\n"
+                     "rc = main(['-v', 'prices', 'g6.xlarge'])\n"
+                     "print(rc, 'infermeter.sim' in sys.modules)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0 False"
+    out = run_python("import sys\nfrom infermeter.agent.cli import main\n"
+                     "main(['simulate', 'tutoring', '--help'])")
+    assert out.returncode == 0 and "tutoring" in out.stdout and "--hours" in out.stdout, out.stderr

@@ -544,3 +544,20 @@ def test_fast_path_span_context_matches_the_sdks():
             assert child.get_span_context().trace_flags == sdk_root.get_span_context().trace_flags  # parent-based
             sdk_root.end()
         provider.shutdown()
+
+
+def test_a_forked_worker_draws_other_request_ids_than_its_parent():
+    """Pre-forked workers (gunicorn) share the parent's RNG state unless it is reseeded at fork;
+    the decorator's ids come from the same generator as new_request_id()."""
+    from tests.conftest import run_python
+
+    out = run_python(
+        "import os\nfrom infermeter.records import new_request_id, random_bits\n"
+        "r, w = os.pipe()\npid = os.fork()\n"
+        "ids = (random_bits(63), new_request_id())\n"
+        "if pid == 0:\n    os.write(w, repr(ids).encode()); os._exit(0)\n"
+        "os.waitpid(pid, 0)\nprint(repr(ids)); print(os.read(r, 200).decode())"
+    )
+    assert out.returncode == 0, out.stderr
+    parent, child = (eval(line) for line in out.stdout.splitlines())  # noqa: S307 - our own two tuples of ints
+    assert len(set(parent) | set(child)) == 4

@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
 
 from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, Source, Status
-from ..records import _rng as _ids
+from ..records import random_bits as _new_id
 from . import runtime
 from .live_span import LiveSpan, fast_tracer
 from .usage import Usage, extract_usage
@@ -337,7 +337,6 @@ def _record(call: Call, duration_ns: int, u: Usage | None, pricing: Any = None) 
 _tuple_new = tuple.__new__
 _DECORATOR = Source.DECORATOR
 _CATALOG = CostSource.CATALOG
-_new_id = _ids.getrandbits  # records.new_request_id() without its frame
 
 
 # -- wrappers ---------------------------------------------------------------------------------------

@@ -418,7 +418,7 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans, monkeypatch):
     assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
 
 
-def test_a_hosted_call_is_priced_where_it_is_made_without_a_span(agent, monkeypatch):
+def test_a_call_is_priced_where_it_is_made_without_a_span(agent, monkeypatch):
     sent, seen, quoted = _watch_pricing(agent, monkeypatch)
     reply = {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000, "completion_tokens": 500,
                                                 "prompt_tokens_details": {"cached_tokens": 400}}}
@@ -431,18 +431,24 @@ def test_a_hosted_call_is_priced_where_it_is_made_without_a_span(agent, monkeypa
     def embed():
         return {"usage": {"prompt_tokens": 1000}}  # no output tokens: priced by the pipeline
 
+    @infermeter.track(model="my-finetune")  # no provider, no address: a local model, GPU time
+    def local():
+        return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+
     hosted()
     reply["model"] = "gpt-4o"  # the response model changed: the catalog's price for it, not a stale one
     hosted()
     embed()
+    local()
     assert infermeter.force_flush(10)
     cat = agent.cost.catalog
     want = [cat.model("gpt-4o-mini", "openai").cost_usd(1000, 500, 400), cat.model("gpt-4o", "openai").cost_usd(1000, 500, 400)]
     assert [(x.cost_usd, x.cost_source) for x in sent[:2]] == [(w, "catalog") for w in want] and want[0] != want[1]
+    assert (sent[3].cost_usd, sent[3].cost_currency, sent[3].cost_source) == (None, "USD", "gpu_time")
     assert sent[2].cost_source is None and [q.operation for q in quoted] == ["embeddings"]  # by the pipeline only
-    assert seen[:2] == sent[:2] and all(x is y for x, y in zip(seen[:2], sent[:2]))  # kept, not copied
+    assert [x is y for x, y in zip(seen, sent)] == [True, True, False, True]  # kept, not copied, but the embedding
     assert (seen[2].cost_source, seen[2].cost_usd) == ("catalog", cat.model("text-embedding-3-small", "openai").cost_usd(1000, 0))
-    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 3}
+    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 3, "gpu_time": 1}
 
 
 def test_user_code_can_use_the_current_span_on_the_fast_path(agent, sdk_spans):

@@ -107,7 +107,7 @@ class _Spec:
         # made priced (cost unknown until attribution), so the pipeline need not copy it to price it.
         self_hosted = (provider or "").strip().lower() in SELF_HOSTED_PROVIDERS
         self.cost_currency, self.cost_source = ("USD", CostSource.GPU_TIME) if self_hosted else (None, None)
-        self.priced: tuple | None = None  # a hosted spec's catalog price, see _record
+        self.priced: tuple | None = None  # how its calls are priced at the source, see _record
         self.span_name = f"{self.operation} {model}" if model else self.operation
         attrs = {"gen_ai.operation.name": self.operation}
         if model:
@@ -237,8 +237,9 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
             elif result is not None:
                 usage = extract_usage(result)
         p = runtime.pipeline()
-        # A hosted call is priced here from the catalog, into the record as it is made, when the
-        # pipeline has pricing (the span carries the cost, and the pipeline keeps the record).
+        # A call is priced as its record is made when the pipeline has pricing: a hosted call from
+        # the catalog, a self-hosted one as GPU time (the span carries the cost, and the pipeline
+        # keeps the record). A spec whose provider is self-hosted made its records priced already.
         pricing = None if p is None or spec.cost_source is not None else p.pricing
         rec = _record(call, duration_ns, usage, pricing)
         if call.span is not None and pricing is not None and rec.cost_source is None:
@@ -296,7 +297,8 @@ def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: Inf
 
 
 def _record(call: Call, duration_ns: int, u: Usage | None, pricing: Any = None) -> InferenceRecord:
-    """The call's record; priced from the catalog when ``pricing`` (a hosted spec's) knows the model."""
+    """The call's record, priced by ``pricing`` (given for a spec that is not self-hosted by its
+    provider) when it can be: see ``PricingProcessor.at_source``."""
     spec = call.spec
     estimated = False
     inp = out = cached = None
@@ -309,14 +311,14 @@ def _record(call: Call, duration_ns: int, u: Usage | None, pricing: Any = None) 
     if out is None and spec.streaming and call.chunks:
         out, estimated = call.chunks, True  # one streamed chunk ~ one token: flagged as an estimate
     cost, currency, source = None, spec.cost_currency, spec.cost_source
-    if pricing is not None and inp is not None and out is not None:
+    if pricing is not None:
         try:
-            priced = spec.priced  # (pricing, response model, its token pricer): one entry, per spec
+            priced = spec.priced  # (pricing, response model, currency, cost source, token pricer), per spec
             if priced is None or priced[0] is not pricing or priced[1] != resp_model:
-                priced = spec.priced = (pricing, resp_model,
-                                        pricing.token_pricer(spec.provider, None, resp_model, spec.model))
-            if priced[2] is not None:
-                cost = priced[2](inp, out, cached)
+                priced = spec.priced = (pricing, resp_model, *pricing.at_source(spec.provider, None, resp_model, spec.model))
+            currency, source, pricer = priced[2], priced[3], priced[4]
+            if pricer is not None and inp is not None and out is not None:
+                cost = pricer(inp, out, cached)
                 if cost is not None:
                     currency, source = "USD", _CATALOG
         except Exception as e:  # noqa: BLE001 - left unpriced: the pipeline prices it

@@ -30,6 +30,9 @@ from typing import Any
 from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, Source, new_request_id
 from .catalog import Catalog, ModelPrice
 
+TokenPricer = Callable[[int, int, "int | None"], "Decimal | None"]
+"""``(input_tokens, output_tokens, cached_tokens) -> cost``: see :meth:`PricingProcessor.at_source`."""
+
 __all__ = ["PricingProcessor", "is_local_address", "SELF_HOSTED_PROVIDERS", "HOSTED_PROVIDERS"]
 
 logger = logging.getLogger(__name__)
@@ -155,19 +158,27 @@ class PricingProcessor:
             return _with_cost(rec, None, None, CostSource.UNPRICED)
         return _with_cost(rec, cost, "USD", CostSource.CATALOG)
 
-    def token_pricer(self, provider: str | None, server_address: str | None, response_model: str | None,
-                     request_model: str | None) -> Callable[[int, int, int | None], Decimal | None] | None:
-        """For a producer that prices records where it makes them (the decorator): a function
-        ``(input_tokens, output_tokens, cached_tokens) -> cost`` for calls with these names, when
-        the catalog prices them in whole nano-dollars; else None (the record is left to :meth:`price`).
-        The record it makes carries the cost with source ``catalog``; the pipeline keeps it and counts it."""
+    def at_source(self, provider: str | None, server_address: str | None, response_model: str | None,
+                  request_model: str | None) -> tuple[str | None, str | None, TokenPricer | None]:
+        """How a producer that makes records (the decorator) prices calls with these names as it
+        makes them: ``(currency, cost source, token pricer)``.
+
+        - ``("USD", "gpu_time", None)``: a self-hosted call, whatever its tokens (its cost comes
+          from attribution);
+        - ``(None, None, pricer)``: a hosted call the catalog prices in whole nano-dollars;
+          ``pricer(input_tokens, output_tokens, cached_tokens)`` is its cost (None for negative
+          counts), to be set with source ``catalog``;
+        - ``(None, None, None)``: anything else, left to :meth:`price`.
+
+        The pipeline keeps a decorator's record priced this way and counts it (see ``__call__``)."""
         key = (provider, server_address, response_model, request_model)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._classify(InferenceRecord(0, 0.0, provider=provider, server_address=server_address,
                                                  response_model=response_model, request_model=request_model))
-        ints = hit[2] if hit[0] == "hosted" else None
-        return None if ints is None else functools.partial(_nano_cost, ints)
+        if hit[0] == "self":
+            return "USD", CostSource.GPU_TIME, None
+        return None, None, None if hit[2] is None else functools.partial(_nano_cost, hit[2])
 
     def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None, tuple[int, int, int] | None]:
         """("self" | "hosted", the catalog's price or None, that price in nano-dollars or None)."""

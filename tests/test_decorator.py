@@ -400,8 +400,13 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans, monkeypatch):
     def unknown():
         return {"usage": {"prompt_tokens": 10, "completion_tokens": 5}}
 
+    @infermeter.track(model="text-embedding-3-small", provider="openai", operation="embeddings")
+    def embed():
+        return {"usage": {"prompt_tokens": 1000}}  # no output tokens: not the nano-dollar path
+
     hosted()
     unknown()
+    embed()
     spans = {s.attributes["gen_ai.request.model"]: s for s in sdk_spans.get_finished_spans()}
     (r,) = [r for r in rows(agent) if r["request_model"] == "gpt-4o-mini"]
     s = spans["gpt-4o-mini"]
@@ -410,11 +415,14 @@ def test_recorded_spans_carry_the_catalog_cost(agent, sdk_spans, monkeypatch):
     assert (s.attributes["gen_ai.usage.cost.currency"], s.attributes["gen_ai.usage.cost.source"]) == ("USD", "catalog")
     assert spans["my-finetune"].attributes["gen_ai.usage.cost.source"] == "unpriced"
     assert "gen_ai.usage.cost.amount" not in spans["my-finetune"].attributes
-    # priced once, where the call was made: the catalog's price into the record as it is made, the
-    # unknown model through quote() (its span says unpriced); the pipeline keeps both and counts them
-    assert [x.cost_source for x in sent] == ["catalog", "unpriced"] and [q.cost_source for q in quoted] == ["unpriced"]
-    assert [x is y for x, y in zip(seen, sent)] == [True, True]
-    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 1, "unpriced": 1}
+    # priced once, as the records were made (the catalog's price; unpriced for the model it does not
+    # know), not through quote(); the pipeline keeps both and counts them
+    assert [x.cost_source for x in sent] == ["catalog", "unpriced", "catalog"]
+    # the embedding through quote(), on the calling thread, because its span carries the cost
+    assert quoted == sent[2:] and spans["text-embedding-3-small"].attributes["gen_ai.usage.cost.amount"] == pytest.approx(
+        float(agent.cost.catalog.model("text-embedding-3-small", "openai").cost_usd(1000, 0)))
+    assert [x is y for x, y in zip(seen, sent)] == [True, True, True]
+    assert agent.cost.pricing.stats()["by_source"] == {"catalog": 2, "unpriced": 1}
     assert agent.cost.pricing.stats()["unpriced_models"] == {"my-finetune": 1}
 
 

@@ -165,6 +165,7 @@ class PricingProcessor:
 
         - ``("USD", "gpu_time", None)``: a self-hosted call, whatever its tokens (its cost comes
           from attribution);
+        - ``(None, "unpriced", None)``: a hosted call of a model the catalog has no price for;
         - ``(None, None, pricer)``: a hosted call the catalog prices in whole nano-dollars;
           ``pricer(input_tokens, output_tokens, cached_tokens)`` is its cost (None for negative
           counts), to be set with source ``catalog``;
@@ -178,6 +179,8 @@ class PricingProcessor:
                                                  response_model=response_model, request_model=request_model))
         if hit[0] == "self":
             return "USD", CostSource.GPU_TIME, None
+        if hit[1] is None:
+            return None, CostSource.UNPRICED, None
         return None, None, None if hit[2] is None else functools.partial(_nano_cost, hit[2])
 
     def _classify(self, rec: InferenceRecord) -> tuple[str, ModelPrice | None, tuple[int, int, int] | None]:

@@ -172,11 +172,8 @@ class PricingProcessor:
         - ``(None, None, None)``: anything else, left to :meth:`price`.
 
         The pipeline keeps a decorator's record priced this way and counts it (see ``__call__``)."""
-        key = (provider, server_address, response_model, request_model)
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = self._classify(InferenceRecord(0, 0.0, provider=provider, server_address=server_address,
-                                                 response_model=response_model, request_model=request_model))
+        hit = self._classify(InferenceRecord(0, 0.0, provider=provider, server_address=server_address,
+                                             response_model=response_model, request_model=request_model))
         if hit[0] == "self":
             return "USD", CostSource.GPU_TIME, None
         if hit[1] is None:

@@ -53,16 +53,21 @@ def test_sync_bare_and_with_arguments(agent):
     assert c["duration_s"] > 0 and c["cost_usd"] is None
 
 
-def test_records_are_built_in_field_order_and_self_hosted_ones_made_priced():
-    """_record builds the tuple positionally (no NamedTuple frame): the same record as by name."""
+def test_records_are_built_in_field_order_and_priced_as_made():
+    """_record builds the tuple positionally (no NamedTuple frame): the same record as by name,
+    with the cost provenance the pricing's at_source() gives (nothing without pricing)."""
     from infermeter.agent.usage import extract_usage
+    from infermeter.cost.catalog import cached_catalog
+    from infermeter.cost.pricing import PricingProcessor
     from infermeter.records import InferenceRecord
 
-    for provider, cost in (("vLLM ", ("USD", "gpu_time")), ("openai", (None, None)), (None, (None, None))):
+    pricing = PricingProcessor(cached_catalog())
+    for provider, pr, cost in (("vLLM ", pricing, ("USD", "gpu_time")), (None, pricing, ("USD", "gpu_time")),
+                               ("openai", pricing, (None, "unpriced")), ("vllm", None, (None, None))):
         spec = deco._Spec("llama-3-8b", provider, None, "acme", "mod.chat", None)
         call = deco.Call(spec)
         call.trace_id, call.span_id, call.parent_span_id, call.ttft_ns = 1, 2, 3, 40_000_000
-        rec = deco._record(call, 1_500_000_000, extract_usage(OPENAI_RESULT))
+        rec = deco._record(call, 1_500_000_000, extract_usage(OPENAI_RESULT), pr)
         assert rec == InferenceRecord(
             start_time_ns=call.start_ns, duration_s=1.5, operation="chat", source="decorator", status="ok", trace_id=1,
             span_id=2, ttft_s=0.04, request_model="llama-3-8b", response_model="llama-3-8b-instruct", provider=provider,

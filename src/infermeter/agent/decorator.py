@@ -22,7 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
 
-from ..records import SELF_HOSTED_PROVIDERS, CostSource, InferenceRecord, Operation, Source, Status
+from ..records import CostSource, InferenceRecord, Operation, Source, Status
 from ..records import random_bits as _new_id
 from . import runtime
 from .live_span import LiveSpan, fast_tracer
@@ -93,7 +93,7 @@ class _Spec:
     """What a decorated function declares: fixed for all its calls."""
 
     __slots__ = ("model", "provider", "operation", "tenant", "endpoint", "usage_fn", "span_name", "attrs", "streaming",
-                 "cost_currency", "cost_source", "priced")
+                 "priced")
 
     def __init__(self, model, provider, operation, tenant, endpoint, usage_fn, streaming=False) -> None:
         self.model = model
@@ -103,11 +103,7 @@ class _Spec:
         self.endpoint = endpoint
         self.usage_fn = usage_fn
         self.streaming = streaming
-        # A self-hosted provider's calls are priced by GPU time whatever the call: the record is
-        # made priced (cost unknown until attribution), so the pipeline need not copy it to price it.
-        self_hosted = (provider or "").strip().lower() in SELF_HOSTED_PROVIDERS
-        self.cost_currency, self.cost_source = ("USD", CostSource.GPU_TIME) if self_hosted else (None, None)
-        self.priced: tuple | None = None  # how its calls are priced at the source, see _record
+        self.priced: tuple | None = None  # how its calls are priced as their records are made, see _record
         self.span_name = f"{self.operation} {model}" if model else self.operation
         attrs = {"gen_ai.operation.name": self.operation}
         if model:
@@ -239,14 +235,13 @@ def _finish(call: Call, result: Any = None, error: BaseException | None = None, 
         p = runtime.pipeline()
         # A call is priced as its record is made when the pipeline has pricing: a hosted call from
         # the catalog, a self-hosted one as GPU time (the span carries the cost, and the pipeline
-        # keeps the record). A spec whose provider is self-hosted made its records priced already.
-        pricing = None if p is None or spec.cost_source is not None else p.pricing
+        # keeps the record).
+        pricing = None if p is None else p.pricing
         rec = _record(call, duration_ns, usage, pricing)
         if call.span is not None and pricing is not None and rec.cost_source is None:
-            # Not priced by the catalog's nano-dollar path (no tokens, an embedding's missing
-            # output, an unknown model...): priced in full now, since a recorded span carries the
-            # outcome (gen_ai.usage.cost.source unpriced, say). Self-hosted GPU time is only known
-            # when its window closes: a self-hosted spec made the record priced already.
+            # Not priced as made (no tokens, an embedding's missing output...): priced in full now,
+            # since a recorded span carries the outcome. Self-hosted GPU time is only known when its
+            # window closes: those records were made with source gpu_time, and their spans carry no cost.
             try:
                 rec = pricing.quote(rec)
             except Exception as e:  # noqa: BLE001 - left unpriced: the pipeline prices it
@@ -297,8 +292,8 @@ def _end_span(call: Call, u: Usage | None, error: BaseException | None, rec: Inf
 
 
 def _record(call: Call, duration_ns: int, u: Usage | None, pricing: Any = None) -> InferenceRecord:
-    """The call's record, priced by ``pricing`` (given for a spec that is not self-hosted by its
-    provider) when it can be: see ``PricingProcessor.at_source``."""
+    """The call's record, priced by ``pricing`` (the pipeline's) when it can be: see
+    ``PricingProcessor.at_source``; the answer is kept on the spec per response model."""
     spec = call.spec
     estimated = False
     inp = out = cached = None
@@ -310,7 +305,7 @@ def _record(call: Call, duration_ns: int, u: Usage | None, pricing: Any = None) 
         finish = finish or u.finish_reason
     if out is None and spec.streaming and call.chunks:
         out, estimated = call.chunks, True  # one streamed chunk ~ one token: flagged as an estimate
-    cost, currency, source = None, spec.cost_currency, spec.cost_source
+    cost = currency = source = None
     if pricing is not None:
         try:
             priced = spec.priced  # (pricing, response model, currency, cost source, token pricer), per spec
